@@ -1,0 +1,92 @@
+using System.Globalization;
+
+namespace MlNetFinetune.Backbones;
+
+/// <summary>Which pooled activations of the backbone make up the bottleneck features.</summary>
+/// <param name="Stage">ResNet stage, 1 to 4 (the end of each stage: 64, 128, 256, 512 channels).</param>
+/// <param name="Grid">1 for global average pooling; 2 pools each quarter of the map separately (a 2x2 grid), and so on.</param>
+public sealed record FeatureTap(int Stage, int Grid)
+{
+    public override string ToString() => Grid == 1
+        ? string.Create(CultureInfo.InvariantCulture, $"s{Stage}")
+        : string.Create(CultureInfo.InvariantCulture, $"s{Stage}g{Grid}");
+}
+
+/// <summary>How the pretrained backbone is run.</summary>
+/// <param name="ImageSize">Side of the square input in pixels, a multiple of 32 (the backbone's asymmetric "same"
+/// padding only lines up then). Default 224, the size the network was trained at.</param>
+/// <param name="Features">Taps joined by '+', e.g. "s4" (the classic last pooled layer), "s3+s4", "s3g2+s4".</param>
+public sealed record BackboneOptions(int ImageSize = 224, string Features = "s4")
+{
+    public const int MinimumImageSize = 32;
+    public const int MaximumImageSize = 512;
+
+    /// <summary>Stage-end channel counts of the ResNet18 backbone.</summary>
+    public static readonly IReadOnlyList<int> StageChannels = [64, 128, 256, 512];
+
+    /// <summary>Parses <see cref="Features"/>; throws <see cref="UserInputException"/> for a malformed or impossible tap.</summary>
+    public IReadOnlyList<FeatureTap> ParseTaps()
+    {
+        var taps = new List<FeatureTap>();
+        foreach (var part in Features.Split('+', StringSplitOptions.TrimEntries | StringSplitOptions.RemoveEmptyEntries))
+        {
+            var text = part.ToLowerInvariant();
+            var gridAt = text.IndexOf('g');
+            if (!text.StartsWith('s')
+                || !int.TryParse(gridAt < 0 ? text[1..] : text[1..gridAt], NumberStyles.None, CultureInfo.InvariantCulture, out var stage)
+                || stage is < 1 or > 4)
+            {
+                throw new UserInputException($"--features: '{part}' is not a tap; use s1..s4, optionally with a grid like s3g2, joined by '+'");
+            }
+
+            var grid = 1;
+            if (gridAt >= 0 && (!int.TryParse(text[(gridAt + 1)..], NumberStyles.None, CultureInfo.InvariantCulture, out grid) || grid < 1))
+            {
+                throw new UserInputException($"--features: '{part}' has a bad grid; use e.g. s3g2 for a 2x2 grid");
+            }
+
+            var side = StageSide(stage);
+            if (side % grid != 0)
+            {
+                throw new UserInputException(
+                    $"--features: '{part}' needs stage {stage}'s {side}x{side} map to split into a {grid}x{grid} grid; at image size {ImageSize} it does not");
+            }
+
+            taps.Add(new FeatureTap(stage, grid));
+        }
+
+        if (taps.Count == 0)
+        {
+            throw new UserInputException("--features: no taps given; use e.g. s4 or s3+s4");
+        }
+
+        if (taps.Distinct().Count() != taps.Count)
+        {
+            throw new UserInputException($"--features: '{Features}' names a tap twice");
+        }
+
+        return taps;
+    }
+
+    /// <summary>Throws <see cref="UserInputException"/> when the options cannot run.</summary>
+    public void Validate()
+    {
+        if (ImageSize % 32 != 0 || ImageSize < MinimumImageSize || ImageSize > MaximumImageSize)
+        {
+            throw new UserInputException(
+                $"--image-size {ImageSize}: must be a multiple of 32 between {MinimumImageSize} and {MaximumImageSize} " +
+                "(e.g. 96, 128, 160, 192, 224); the backbone's asymmetric padding misaligns at other sizes");
+        }
+
+        _ = ParseTaps();
+    }
+
+    /// <summary>Side of the square activation map at the end of <paramref name="stage"/>.</summary>
+    public int StageSide(int stage) => ImageSize / (4 << (stage - 1));
+
+    /// <summary>Length of the bottleneck feature vector.</summary>
+    public int FeatureSize => ParseTaps().Sum(t => StageChannels[t.Stage - 1] * t.Grid * t.Grid);
+
+    /// <summary>Canonical text of the options, part of the bottleneck cache key and of the model manifest.</summary>
+    public string Describe() => string.Create(CultureInfo.InvariantCulture, $"resnet18;size={ImageSize};features={string.Join('+', ParseTaps())}");
+}

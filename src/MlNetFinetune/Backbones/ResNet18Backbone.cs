@@ -1,0 +1,256 @@
+using System.Security.Cryptography;
+using System.Text;
+using Google.Protobuf;
+using Onnx;
+
+namespace MlNetFinetune.Backbones;
+
+/// <summary>
+/// The ImageNet-pretrained ResNet18 shipped as ONNX by Microsoft.ML.DnnImageFeaturizer.ResNet18, rewritten into one graph:
+/// RGB planar pixels in 0..255 -> BGR -> minus the mean image -> ResNet18 -> pooled taps -> one feature vector.
+/// </summary>
+public static class ResNet18Backbone
+{
+    /// <summary>Bumped whenever the graph rewrite changes what features it computes; part of the cache key.</summary>
+    public const int GraphVersion = 1;
+
+    public const string PreprocessFile = "ResNetPrepOnnx/ResNetPreprocess.onnx";
+    public const string NetworkFile = "ResNet18Onnx/ResNet18.onnx";
+
+    private const string NetworkInput = "Input247";
+    private const int PretrainedSize = 224;
+    private const int FloatType = (int)TensorProto.Types.DataType.Float;
+
+    private static readonly string[] s_stageOutputs = ["ReLU283_Output_0", "ReLU315_Output_0", "ReLU347_Output_0", "ReLU393_Output_0"];
+
+    /// <summary>The folder holding the package's ONNX files, copied next to the program by the package's build props.</summary>
+    public static string ModelDirectory
+    {
+        get
+        {
+            var directory = Path.Combine(AppContext.BaseDirectory, "DnnImageModels");
+            foreach (var file in new[] { PreprocessFile, NetworkFile })
+            {
+                if (!File.Exists(Path.Combine(directory, file)))
+                {
+                    throw new FileNotFoundException(
+                        $"{Path.Combine(directory, file)}: pretrained backbone file missing; it is copied there by the Microsoft.ML.DnnImageFeaturizer.ResNet18 package at build time");
+                }
+            }
+
+            return directory;
+        }
+    }
+
+    /// <summary>
+    /// Builds the feature graph. <paramref name="batchSize"/> null leaves the batch dimension dynamic and outputs
+    /// [batch, features] for bulk featurization; 1 gives the [features] vector the ML.NET chain binds to.
+    /// </summary>
+    public static byte[] BuildGraph(BackboneOptions options, int? batchSize)
+    {
+        options.Validate();
+        var taps = options.ParseTaps();
+        var preprocess = ModelProto.Parser.ParseFrom(File.ReadAllBytes(Path.Combine(ModelDirectory, PreprocessFile)));
+        var model = ModelProto.Parser.ParseFrom(File.ReadAllBytes(Path.Combine(ModelDirectory, NetworkFile)));
+        var graph = model.Graph;
+        var size = options.ImageSize;
+
+        graph.ValueInfo.Clear();
+        graph.Input.Clear();
+        graph.Output.Clear();
+        var batchDim = batchSize is int fixedBatch
+            ? new TensorShapeProto.Types.Dimension { DimValue = fixedBatch }
+            : new TensorShapeProto.Types.Dimension { DimParam = "batch" };
+        graph.Input.Add(TensorValue(Pipeline.ColumnNames.Pixels, FloatType, batchDim, Dim(3), Dim(size), Dim(size)));
+        foreach (var initializer in graph.Initializer)
+        {
+            graph.Input.Add(TensorValue(initializer.Name, initializer.DataType, [.. initializer.Dims.Select(Dim)]));
+        }
+
+        var network = graph.Node.ToList();
+        graph.Node.Clear();
+
+        // The preprocessing graph's channel swap and mean image, with the mean image resampled to the input size.
+        const string bgr = "mlnetfinetune_bgr";
+        graph.Node.Add(Node("Split", [Pipeline.ColumnNames.Pixels], ["mlnetfinetune_r", "mlnetfinetune_g", "mlnetfinetune_b"],
+            IntAttribute("axis", 1), IntsAttribute("split", 1, 1, 1)));
+        graph.Node.Add(Node("Concat", ["mlnetfinetune_b", "mlnetfinetune_g", "mlnetfinetune_r"], [bgr], IntAttribute("axis", 1)));
+        var mean = FloatTensor("mlnetfinetune_mean", [1, 3, size, size], ResampleMeanImage(preprocess, size));
+        AddInitializer(graph, mean);
+        graph.Node.Add(Node("Sub", [bgr, mean.Name], [NetworkInput]));
+
+        graph.Node.AddRange(network.Where(n => n.OpType != "AveragePool" || !n.Output.Contains("Pooling395_Output_0")));
+
+        var pooled = new List<string>();
+        foreach (var tap in taps)
+        {
+            var input = s_stageOutputs[tap.Stage - 1];
+            var name = $"mlnetfinetune_{tap}";
+            if (tap.Grid == 1)
+            {
+                graph.Node.Add(Node("GlobalAveragePool", [input], [name + "_pool"]));
+            }
+            else
+            {
+                var kernel = options.StageSide(tap.Stage) / tap.Grid;
+                graph.Node.Add(Node("AveragePool", [input], [name + "_pool"],
+                    IntsAttribute("kernel_shape", kernel, kernel), IntsAttribute("strides", kernel, kernel)));
+            }
+
+            graph.Node.Add(Node("Flatten", [name + "_pool"], [name], IntAttribute("axis", 1)));
+            pooled.Add(name);
+        }
+
+        var featureSize = options.FeatureSize;
+        if (batchSize is null)
+        {
+            graph.Node.Add(Node("Concat", pooled, [Pipeline.ColumnNames.Features], IntAttribute("axis", 1)));
+            graph.Output.Add(TensorValue(Pipeline.ColumnNames.Features, FloatType, batchDim, Dim(featureSize)));
+        }
+        else
+        {
+            graph.Node.Add(Node("Concat", pooled, ["mlnetfinetune_concat"], IntAttribute("axis", 1)));
+            var shape = new TensorProto { Name = "mlnetfinetune_shape", DataType = (int)TensorProto.Types.DataType.Int64 };
+            shape.Dims.Add(1);
+            shape.Int64Data.Add(-1);
+            AddInitializer(graph, shape);
+            graph.Node.Add(Node("Reshape", ["mlnetfinetune_concat", shape.Name], [Pipeline.ColumnNames.Features]));
+            graph.Output.Add(TensorValue(Pipeline.ColumnNames.Features, FloatType, Dim(batchSize.Value * featureSize)));
+        }
+
+        PruneUnusedNodes(graph);
+        model.ProducerName = "MlNetFinetune";
+        return model.ToByteArray();
+    }
+
+    /// <summary>Hash of the options, the graph version and the network weights: features under another fingerprint are never reused.</summary>
+    public static string Fingerprint(BackboneOptions options)
+    {
+        using var sha = SHA256.Create();
+        var describe = Encoding.UTF8.GetBytes($"{options.Describe()};graph={GraphVersion};");
+        sha.TransformBlock(describe, 0, describe.Length, null, 0);
+        foreach (var file in new[] { PreprocessFile, NetworkFile })
+        {
+            var bytes = File.ReadAllBytes(Path.Combine(ModelDirectory, file));
+            sha.TransformBlock(bytes, 0, bytes.Length, null, 0);
+        }
+
+        sha.TransformFinalBlock([], 0, 0);
+        return Convert.ToHexStringLower(sha.Hash!)[..16];
+    }
+
+    private static float[] ResampleMeanImage(ModelProto preprocess, int size)
+    {
+        var tensor = preprocess.Graph.Initializer.Single(t => t.Name == "MeanImage");
+        var source = tensor.FloatData.Count > 0
+            ? tensor.FloatData.ToArray()
+            : System.Runtime.InteropServices.MemoryMarshal.Cast<byte, float>(tensor.RawData.Span).ToArray();
+        if (size == PretrainedSize)
+        {
+            return source;
+        }
+
+        // Area averaging over the source pixels each target pixel covers: the mean image is smooth, so this keeps
+        // its per-channel level and coarse shape at any size.
+        var target = new float[3 * size * size];
+        var scale = (double)PretrainedSize / size;
+        for (var c = 0; c < 3; c++)
+        {
+            for (var y = 0; y < size; y++)
+            {
+                for (var x = 0; x < size; x++)
+                {
+                    double sum = 0, weight = 0;
+                    for (var sy = (int)Math.Floor(y * scale); sy < Math.Min(PretrainedSize, (int)Math.Ceiling((y + 1) * scale)); sy++)
+                    {
+                        var wy = Math.Min(sy + 1, (y + 1) * scale) - Math.Max(sy, y * scale);
+                        for (var sx = (int)Math.Floor(x * scale); sx < Math.Min(PretrainedSize, (int)Math.Ceiling((x + 1) * scale)); sx++)
+                        {
+                            var wx = Math.Min(sx + 1, (x + 1) * scale) - Math.Max(sx, x * scale);
+                            sum += wx * wy * source[(c * PretrainedSize + sy) * PretrainedSize + sx];
+                            weight += wx * wy;
+                        }
+                    }
+
+                    target[(c * size + y) * size + x] = (float)(sum / weight);
+                }
+            }
+        }
+
+        return target;
+    }
+
+    private static void PruneUnusedNodes(GraphProto graph)
+    {
+        var needed = new HashSet<string>(graph.Output.Select(o => o.Name));
+        var kept = new List<NodeProto>();
+        foreach (var node in graph.Node.Reverse())
+        {
+            if (node.Output.Any(needed.Contains))
+            {
+                kept.Add(node);
+                needed.UnionWith(node.Input);
+            }
+        }
+
+        kept.Reverse();
+        graph.Node.Clear();
+        graph.Node.AddRange(kept);
+        var unusedInitializers = graph.Initializer.Where(i => !needed.Contains(i.Name)).Select(i => i.Name).ToHashSet();
+        foreach (var initializer in graph.Initializer.Where(i => unusedInitializers.Contains(i.Name)).ToList())
+        {
+            graph.Initializer.Remove(initializer);
+        }
+
+        foreach (var input in graph.Input.Where(i => unusedInitializers.Contains(i.Name)).ToList())
+        {
+            graph.Input.Remove(input);
+        }
+    }
+
+    private static void AddInitializer(GraphProto graph, TensorProto tensor)
+    {
+        graph.Initializer.Add(tensor);
+        graph.Input.Add(TensorValue(tensor.Name, tensor.DataType, [.. tensor.Dims.Select(Dim)]));
+    }
+
+    private static TensorProto FloatTensor(string name, long[] dims, float[] values)
+    {
+        var tensor = new TensorProto { Name = name, DataType = (int)TensorProto.Types.DataType.Float };
+        tensor.Dims.AddRange(dims);
+        tensor.RawData = ByteString.CopyFrom(System.Runtime.InteropServices.MemoryMarshal.AsBytes(values.AsSpan()));
+        return tensor;
+    }
+
+    private static TensorShapeProto.Types.Dimension Dim(long value) => new() { DimValue = value };
+
+    private static ValueInfoProto TensorValue(string name, int elementType, params TensorShapeProto.Types.Dimension[] dims)
+    {
+        var shape = new TensorShapeProto();
+        shape.Dim.AddRange(dims);
+        return new ValueInfoProto
+        {
+            Name = name,
+            Type = new TypeProto { TensorType = new TypeProto.Types.Tensor { ElemType = elementType, Shape = shape } },
+        };
+    }
+
+    private static NodeProto Node(string opType, IEnumerable<string> inputs, IEnumerable<string> outputs, params AttributeProto[] attributes)
+    {
+        var node = new NodeProto { OpType = opType, Name = $"mlnetfinetune_{opType}_{string.Join('_', outputs)}" };
+        node.Input.AddRange(inputs);
+        node.Output.AddRange(outputs);
+        node.Attribute.AddRange(attributes);
+        return node;
+    }
+
+    private static AttributeProto IntAttribute(string name, long value) =>
+        new() { Name = name, Type = AttributeProto.Types.AttributeType.Int, I = value };
+
+    private static AttributeProto IntsAttribute(string name, params long[] values)
+    {
+        var attribute = new AttributeProto { Name = name, Type = AttributeProto.Types.AttributeType.Ints };
+        attribute.Ints.AddRange(values);
+        return attribute;
+    }
+}

@@ -1,0 +1,41 @@
+using MlNetFinetune.Data;
+
+namespace MlNetFinetune.Evaluation;
+
+/// <summary>Precision, recall and F1 of one class on the held-out set; support is its number of held-out images.</summary>
+public sealed record ClassMetrics(string Name, double Precision, double Recall, double F1, int Support);
+
+/// <summary>One validation score of a head setting tried while choosing the head.</summary>
+public sealed record HeadCandidate(string Head, float L2Regularization, double ValidationAccuracy, double ValidationLogLoss);
+
+/// <summary>The model's answer for one held-out image.</summary>
+public sealed record HeldOutPrediction(string Path, string TrueLabel, string PredictedLabel, float[] Scores);
+
+/// <summary>How the model was trained: sizes of the parts, the backbone, the head and the featurization.</summary>
+public sealed record TrainingSummary(
+    string Backbone,
+    int FeatureSize,
+    int TrainImages,
+    int ValidationImages,
+    int HeldOutImages,
+    string HeldOutSource,
+    float L2Regularization,
+    IReadOnlyList<HeadCandidate> HeadCandidates,
+    int FeaturesFromCache,
+    int FeaturesComputed,
+    double FeaturizationImagesPerSecond,
+    double FeaturizationSeconds,
+    double HeadTrainingSeconds,
+    int Seed);
+
+/// <summary>The held-out evaluation: what report.json and report.md hold.</summary>
+/// <param name="ConfusionMatrix">Rows are true classes, columns predicted classes, both in <paramref name="ClassNames"/> order.</param>
+public sealed record EvaluationReport(
+    double MicroAccuracy,
+    double MacroAccuracy,
+    double LogLoss,
+    IReadOnlyList<string> ClassNames,
+    IReadOnlyList<ClassMetrics> Classes,
+    int[][] ConfusionMatrix,
+    IReadOnlyList<SkippedFile> SkippedFiles,
+    TrainingSummary Training);

@@ -1,0 +1,100 @@
+using System.Globalization;
+using System.Text;
+using System.Text.Json;
+using System.Text.Json.Serialization;
+
+namespace MlNetFinetune.Evaluation;
+
+/// <summary>Writes the evaluation as report.json (for programs) and report.md (for people).</summary>
+public static class ReportWriter
+{
+    public const string JsonFileName = "report.json";
+    public const string MarkdownFileName = "report.md";
+
+    public static readonly JsonSerializerOptions JsonOptions = new()
+    {
+        PropertyNamingPolicy = JsonNamingPolicy.CamelCase,
+        WriteIndented = true,
+        DefaultIgnoreCondition = JsonIgnoreCondition.WhenWritingNull,
+    };
+
+    public static void WriteAll(EvaluationReport report, string folder)
+    {
+        Directory.CreateDirectory(folder);
+        AtomicFile.WriteAllText(Path.Combine(folder, JsonFileName), ToJson(report));
+        AtomicFile.WriteAllText(Path.Combine(folder, MarkdownFileName), ToMarkdown(report));
+    }
+
+    public static string ToJson(EvaluationReport report) => JsonSerializer.Serialize(report, JsonOptions);
+
+    public static EvaluationReport FromJson(string json) =>
+        JsonSerializer.Deserialize<EvaluationReport>(json, JsonOptions) ?? throw new InvalidDataException("empty report");
+
+    public static string ToMarkdown(EvaluationReport report)
+    {
+        var t = report.Training;
+        var md = new StringBuilder();
+        md.AppendLine("# Held-out evaluation");
+        md.AppendLine();
+        md.AppendLine(Invariant($"Backbone `{t.Backbone}` ({t.FeatureSize} bottleneck features), head: softmax regression, L2 = {t.L2Regularization}."));
+        md.AppendLine(Invariant($"Images: {t.TrainImages} train, {t.ValidationImages} validation, {t.HeldOutImages} held-out ({t.HeldOutSource}); seed {t.Seed}."));
+        md.AppendLine();
+        md.AppendLine("| metric | value |");
+        md.AppendLine("| --- | --- |");
+        md.AppendLine(Invariant($"| accuracy (micro) | {report.MicroAccuracy:F4} |"));
+        md.AppendLine(Invariant($"| accuracy (macro) | {report.MacroAccuracy:F4} |"));
+        md.AppendLine(Invariant($"| log-loss | {report.LogLoss:F4} |"));
+        md.AppendLine(Invariant($"| skipped files | {report.SkippedFiles.Count} |"));
+        md.AppendLine();
+        md.AppendLine("## Per class");
+        md.AppendLine();
+        md.AppendLine("| class | precision | recall | F1 | support |");
+        md.AppendLine("| --- | ---: | ---: | ---: | ---: |");
+        foreach (var c in report.Classes)
+        {
+            md.AppendLine(Invariant($"| {c.Name} | {c.Precision:F3} | {c.Recall:F3} | {c.F1:F3} | {c.Support} |"));
+        }
+
+        md.AppendLine();
+        md.AppendLine("## Confusion matrix (rows: true class, columns: predicted class)");
+        md.AppendLine();
+        md.AppendLine("| true \\ predicted | " + string.Join(" | ", report.ClassNames) + " |");
+        md.AppendLine("| --- |" + string.Concat(report.ClassNames.Select(_ => " ---: |")));
+        for (var i = 0; i < report.ClassNames.Count; i++)
+        {
+            md.AppendLine($"| {report.ClassNames[i]} | " + string.Join(" | ", report.ConfusionMatrix[i]) + " |");
+        }
+
+        if (t.HeadCandidates.Count > 0)
+        {
+            md.AppendLine();
+            md.AppendLine("## Head candidates (validation split)");
+            md.AppendLine();
+            md.AppendLine("| head | L2 | validation accuracy | validation log-loss |");
+            md.AppendLine("| --- | ---: | ---: | ---: |");
+            foreach (var c in t.HeadCandidates)
+            {
+                md.AppendLine(Invariant($"| {c.Head} | {c.L2Regularization} | {c.ValidationAccuracy:F4} | {c.ValidationLogLoss:F4} |"));
+            }
+        }
+
+        md.AppendLine();
+        md.AppendLine("## Featurization");
+        md.AppendLine();
+        md.AppendLine(Invariant($"{t.FeaturesComputed} images through the backbone ({t.FeaturizationImagesPerSecond:F1} images/s, {t.FeaturizationSeconds:F1} s), {t.FeaturesFromCache} from the bottleneck cache; head trained in {t.HeadTrainingSeconds:F1} s."));
+        if (report.SkippedFiles.Count > 0)
+        {
+            md.AppendLine();
+            md.AppendLine("## Skipped files");
+            md.AppendLine();
+            foreach (var s in report.SkippedFiles)
+            {
+                md.AppendLine($"- `{s.Path}`: {s.Reason}");
+            }
+        }
+
+        return md.ToString();
+    }
+
+    private static string Invariant(FormattableString text) => text.ToString(CultureInfo.InvariantCulture);
+}

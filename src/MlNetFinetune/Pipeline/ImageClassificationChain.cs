@@ -1,0 +1,54 @@
+using Microsoft.ML;
+using Microsoft.ML.Transforms;
+using Microsoft.ML.Transforms.Image;
+
+namespace MlNetFinetune.Pipeline;
+
+/// <summary>
+/// The estimator chain, in one place. The whole model is
+/// label -> key, resize, extract pixels, backbone, normalize, softmax head, key -> label, on images decoded by
+/// <see cref="ImageDecoder"/>;
+/// training fits it in three parts (<see cref="LabelToKey"/>, <see cref="Featurizer"/>, <see cref="Head"/>) so that the
+/// backbone runs once per image into the bottleneck cache while the head is fitted on cached features.
+/// </summary>
+public static class ImageClassificationChain
+{
+    /// <summary>The whole chain as one estimator, exactly what the trainer composes from the fitted parts.</summary>
+    public static IEstimator<ITransformer> Build(MLContext ml, string backboneGraphPath, int imageSize, float l2Regularization, int maximumIterations) =>
+        LabelToKey(ml)
+            .Append(Featurizer(ml, backboneGraphPath, imageSize))
+            .Append(Head(ml, l2Regularization, maximumIterations))
+            .Append(KeyToLabel(ml));
+
+    /// <summary>Classes become keys in ordinal order of their names, so scores come in that order.</summary>
+    public static IEstimator<ITransformer> LabelToKey(MLContext ml) =>
+        ml.Transforms.Conversion.MapValueToKey(ColumnNames.LabelKey, ColumnNames.Label, keyOrdinality: ValueToKeyMappingEstimator.KeyOrdinality.ByValue);
+
+    /// <summary>Decoded image to planar RGB pixels at the backbone's input size, as the backbone expects them.</summary>
+    public static IEstimator<ITransformer> ImageToPixels(MLContext ml, int imageSize) =>
+        ml.Transforms.ResizeImages(ColumnNames.Image, imageSize, imageSize, ColumnNames.Image,
+                ImageResizingEstimator.ResizingKind.IsoCrop, ImageResizingEstimator.Anchor.Center)
+            .Append(ml.Transforms.ExtractPixels(ColumnNames.Pixels, ColumnNames.Image, interleavePixelColors: false));
+
+    /// <summary>Pixels through the pretrained backbone into bottleneck features. No trainable parameters.</summary>
+    public static IEstimator<ITransformer> Featurizer(MLContext ml, string backboneGraphPath, int imageSize) =>
+        ImageToPixels(ml, imageSize)
+            .Append(ml.Transforms.ApplyOnnxModel(ColumnNames.Features, ColumnNames.Pixels, backboneGraphPath));
+
+    /// <summary>The new output layer: L2-regularised multinomial logistic regression on standardised features.</summary>
+    public static IEstimator<ITransformer> Head(MLContext ml, float l2Regularization, int maximumIterations) =>
+        ml.Transforms.NormalizeMeanVariance(ColumnNames.Features)
+            .Append(ml.MulticlassClassification.Trainers.LbfgsMaximumEntropy(
+                new Microsoft.ML.Trainers.LbfgsMaximumEntropyMulticlassTrainer.Options
+                {
+                    LabelColumnName = ColumnNames.LabelKey,
+                    FeatureColumnName = ColumnNames.Features,
+                    L2Regularization = l2Regularization,
+                    L1Regularization = 0,
+                    MaximumNumberOfIterations = maximumIterations,
+                }));
+
+    /// <summary>The predicted key back to the class name, in place.</summary>
+    public static IEstimator<ITransformer> KeyToLabel(MLContext ml) =>
+        ml.Transforms.Conversion.MapKeyToValue(ColumnNames.PredictedLabel);
+}

@@ -1,0 +1,18 @@
+using Microsoft.ML.Data;
+
+namespace MlNetFinetune.Pipeline;
+
+/// <summary>
+/// One row going into the model: the decoded image and, when training or evaluating, its label. The model takes the
+/// decoded image rather than a path (ML.NET's LoadImages reads only files) so that files, streams and bytes all take
+/// one route: <see cref="ImageDecoder"/>.
+/// </summary>
+public sealed class ImageInput
+{
+    [ColumnName(ColumnNames.Label)]
+    public string Label { get; set; } = string.Empty;
+
+    [ColumnName(ColumnNames.Image)]
+    [AnySizeImageType]
+    public MLImage? Image { get; set; }
+}

@@ -1,0 +1,46 @@
+using MlNetFinetune.Backbones;
+using MlNetFinetune.Pipeline;
+
+namespace MlNetFinetune.Training;
+
+/// <summary>Everything a training run needs; every member but <see cref="DataFolder"/> has a default that works.</summary>
+/// <param name="DataFolder">Training images, one subfolder per class.</param>
+/// <param name="TestFolder">Held-out images with the same class subfolders; null splits <see cref="HeldOutFraction"/> off the data folder.</param>
+/// <param name="OutputFolder">Receives model.zip, report.json, report.md and heldout-predictions.csv.</param>
+/// <param name="Workspace">Folder of the persistent bottleneck cache; null uses <see cref="DefaultWorkspace"/>.</param>
+/// <param name="Seed">Seeds the splits and ML.NET.</param>
+/// <param name="HeldOutFraction">Share of each class held out when there is no test folder.</param>
+/// <param name="ValidationFraction">Share of each training class used to choose settings.</param>
+public sealed record TrainingOptions(
+    string DataFolder,
+    string? TestFolder = null,
+    string OutputFolder = "out",
+    string? Workspace = null,
+    int Seed = 1,
+    double HeldOutFraction = 0.2,
+    double ValidationFraction = 0.1)
+{
+    public BackboneOptions Backbone { get; init; } = new();
+
+    public HeadOptions Head { get; init; } = new();
+
+    public FeaturizationOptions Featurization { get; init; } = new();
+
+    public const string ModelFileName = "model.zip";
+    public const string PredictionsFileName = "heldout-predictions.csv";
+
+    /// <summary>$XDG_CACHE_HOME/mlnetfinetune, else ~/.cache/mlnetfinetune: features are keyed by content, so one cache serves every data set.</summary>
+    public static string DefaultWorkspace
+    {
+        get
+        {
+            var root = Environment.GetEnvironmentVariable("XDG_CACHE_HOME");
+            if (string.IsNullOrEmpty(root))
+            {
+                root = Path.Combine(Environment.GetFolderPath(Environment.SpecialFolder.UserProfile), ".cache");
+            }
+
+            return Path.Combine(root, "mlnetfinetune");
+        }
+    }
+}

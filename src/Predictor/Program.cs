@@ -1,0 +1,3 @@
+using MlNetFinetune.Predictor;
+
+return PredictorCommandLine.Run(args, Console.Out, Console.Error);
