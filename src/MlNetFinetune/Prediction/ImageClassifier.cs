@@ -13,22 +13,35 @@ public sealed record ClassificationResult(string Label, float Confidence, IReadO
 
 /// <summary>
 /// Loads a model.zip once and classifies images from many threads at once. <see cref="PredictionEngine{TSrc,TDst}"/>
-/// is not thread-safe, so each call borrows an engine from a pool and returns it.
+/// is not thread-safe, so each call borrows an engine from a bounded pool and returns it. Each engine runs its own
+/// instance of the model: ONNX Runtime 1.31 fails ("LogStart must pair with LogEnd") when several threads run one
+/// session after a training run in the same process, so engines share no session.
 /// </summary>
 public sealed class ImageClassifier : IDisposable
 {
-    private readonly DisposableObjectPool _engines;
+    private readonly SemaphoreSlim _gate;
+    private readonly DefaultObjectPool<PredictionEngine<ImageInput, ImagePrediction>> _engines;
+    private readonly EnginePolicy _policy;
 
-    private ImageClassifier(string modelPath, ModelManifest manifest, MLContext ml, ITransformer model)
+    private ImageClassifier(string modelPath, ModelManifest manifest, EnginePolicy policy, int maxConcurrency)
     {
         ModelPath = modelPath;
         Manifest = manifest;
-        _engines = new DisposableObjectPool(() => ml.Model.CreatePredictionEngine<ImageInput, ImagePrediction>(model), Environment.ProcessorCount * 2);
+        MaxConcurrency = maxConcurrency;
+        _policy = policy;
+        _gate = new SemaphoreSlim(maxConcurrency, maxConcurrency);
+        _engines = new DefaultObjectPool<PredictionEngine<ImageInput, ImagePrediction>>(policy, maxConcurrency);
     }
+
+    /// <summary>Engines used by default: each holds a copy of the model (about 150 MB), and on a CPU one engine already uses every core.</summary>
+    public static int DefaultMaxConcurrency => Math.Clamp(Environment.ProcessorCount / 2, 1, 4);
 
     public string ModelPath { get; }
 
     public ModelManifest Manifest { get; }
+
+    /// <summary>Predictions that run at the same time; further callers wait for an engine.</summary>
+    public int MaxConcurrency { get; }
 
     /// <summary>Class names in score order.</summary>
     public IReadOnlyList<string> Classes => Manifest.Classes;
@@ -37,14 +50,15 @@ public sealed class ImageClassifier : IDisposable
     /// Loads <paramref name="modelPath"/>. Throws <see cref="UserInputException"/> naming the file when it is missing,
     /// not an MlNetFinetune model, of a newer format, truncated or corrupted.
     /// </summary>
-    public static ImageClassifier Load(string modelPath)
+    public static ImageClassifier Load(string modelPath, int? maxConcurrency = null)
     {
         var manifest = ModelManifest.ReadFrom(modelPath);
+        var bytes = File.ReadAllBytes(modelPath);
         var ml = new MLContext();
         ITransformer model;
         try
         {
-            model = ml.Model.Load(modelPath, out _);
+            model = LoadModel(ml, bytes);
         }
         catch (Exception e) when (e is InvalidOperationException or InvalidDataException or FormatException or IOException or ArgumentException)
         {
@@ -58,14 +72,25 @@ public sealed class ImageClassifier : IDisposable
             throw new UserInputException($"{modelPath}: the model's scores do not match the {manifest.Classes.Count} classes of its manifest");
         }
 
-        return new ImageClassifier(modelPath, manifest, ml, model);
+        var concurrency = maxConcurrency ?? DefaultMaxConcurrency;
+        if (concurrency < 1)
+        {
+            throw new UserInputException($"max concurrency {concurrency}: must be at least 1");
+        }
+
+        return new ImageClassifier(modelPath, manifest, new EnginePolicy(ml, bytes, model), concurrency);
     }
 
-    /// <summary>Runs one prediction on a blank image so that the first real request does not pay for lazy initialisation.</summary>
+    /// <summary>Creates every engine and runs each once, so that no request pays for loading or lazy initialisation.</summary>
     public void WarmUp()
     {
+        var engines = Enumerable.Range(0, MaxConcurrency).Select(_ => _engines.Get()).ToList();
         using var image = MLImage.CreateFromPixels(8, 8, MLPixelFormat.Bgra32, new byte[8 * 8 * 4]);
-        _ = Predict(image, 1);
+        foreach (var engine in engines)
+        {
+            engine.Predict(new ImageInput { Image = image });
+            _engines.Return(engine);
+        }
     }
 
     public ClassificationResult Predict(string imagePath, int top = 3)
@@ -111,6 +136,7 @@ public sealed class ImageClassifier : IDisposable
     /// <summary>Probabilities of all classes, in <see cref="Classes"/> order.</summary>
     public float[] Scores(MLImage image)
     {
+        _gate.Wait();
         var engine = _engines.Get();
         try
         {
@@ -119,28 +145,44 @@ public sealed class ImageClassifier : IDisposable
         finally
         {
             _engines.Return(engine);
+            _gate.Release();
         }
     }
 
-    public void Dispose() => _engines.Dispose();
-
-    /// <summary>Keeps up to a number of idle engines; engines beyond that, and all of them at the end, are disposed.</summary>
-    private sealed class DisposableObjectPool(Func<PredictionEngine<ImageInput, ImagePrediction>> create, int retained) : IDisposable
+    public void Dispose()
     {
-        private readonly ObjectPool<PredictionEngine<ImageInput, ImagePrediction>> _pool =
-            new DefaultObjectPoolProvider { MaximumRetained = retained }.Create(new EnginePolicy(create));
-
-        public PredictionEngine<ImageInput, ImagePrediction> Get() => _pool.Get();
-
-        public void Return(PredictionEngine<ImageInput, ImagePrediction> engine) => _pool.Return(engine);
-
-        public void Dispose() => (_pool as IDisposable)?.Dispose();
+        _policy.Dispose();
+        _gate.Dispose();
     }
 
-    private sealed class EnginePolicy(Func<PredictionEngine<ImageInput, ImagePrediction>> create) : IPooledObjectPolicy<PredictionEngine<ImageInput, ImagePrediction>>
+    private static ITransformer LoadModel(MLContext ml, byte[] zip)
     {
-        public PredictionEngine<ImageInput, ImagePrediction> Create() => create();
+        using var stream = new MemoryStream(zip, writable: false);
+        return ml.Model.Load(stream, out _);
+    }
+
+    /// <summary>Creates engines, each over its own model instance; the instance loaded for validation serves the first.</summary>
+    private sealed class EnginePolicy(MLContext ml, byte[] zip, ITransformer first) : IPooledObjectPolicy<PredictionEngine<ImageInput, ImagePrediction>>, IDisposable
+    {
+        private readonly System.Collections.Concurrent.ConcurrentBag<PredictionEngine<ImageInput, ImagePrediction>> _created = [];
+        private ITransformer? _first = first;
+
+        public PredictionEngine<ImageInput, ImagePrediction> Create()
+        {
+            var model = Interlocked.Exchange(ref _first, null) ?? LoadModel(ml, zip);
+            var engine = ml.Model.CreatePredictionEngine<ImageInput, ImagePrediction>(model);
+            _created.Add(engine);
+            return engine;
+        }
 
         public bool Return(PredictionEngine<ImageInput, ImagePrediction> obj) => true;
+
+        public void Dispose()
+        {
+            foreach (var engine in _created)
+            {
+                engine.Dispose();
+            }
+        }
     }
 }

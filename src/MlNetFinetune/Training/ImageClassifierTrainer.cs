@@ -99,7 +99,7 @@ public sealed class ImageClassifierTrainer(TrainingOptions options)
                 image.Path, image.Label, classNames[ArgMax(scores[i])], scores[i])).ToList();
 
             var summary = new TrainingSummary(
-                options.Backbone.Describe(), featureSize, train.Count, validation.Count, heldOutUsed.Count, heldOutSource,
+                options.Backbone.Describe(), featureSize, trainRows.Count, validationRows.Count, heldOutUsed.Count, heldOutSource,
                 head.L2Regularization, head.Candidates, featurization.FromCache, featurization.Computed,
                 featurization.ImagesPerSecond, featurization.Elapsed.TotalSeconds, headClock.Elapsed.TotalSeconds, options.Seed);
             var report = HeldOutEvaluator.Evaluate(classNames, predictions, skipped, summary);
