@@ -20,8 +20,10 @@ public static class TrainerCommandLine
     private static readonly Option<int> s_seed = new("--seed") { Description = "Seed of the splits and of ML.NET", DefaultValueFactory = _ => 1 };
     private static readonly Option<string?> s_workspace = new("--workspace") { Description = "Bottleneck cache folder (default: ~/.cache/mlnetfinetune)" };
     private static readonly Option<double> s_heldOut = new("--held-out-fraction") { Description = "Share of each class held out when --test is not given", DefaultValueFactory = _ => 0.2 };
-    private static readonly Option<int> s_imageSize = new("--image-size") { Description = "Backbone input side in pixels, a multiple of 32", DefaultValueFactory = _ => new BackboneOptions().ImageSize };
-    private static readonly Option<string> s_features = new("--features") { Description = "Pooled backbone taps, e.g. s4 or s3+s4 or s3g2+s4", DefaultValueFactory = _ => new BackboneOptions().Features };
+    private static readonly Option<int?> s_imageSize = new("--image-size") { Description = "Backbone input side in pixels, a multiple of 32 (default: chosen from the images' size)" };
+    private static readonly Option<string?> s_features = new("--features") { Description = "Pooled backbone taps, e.g. s4, s3+s4, s2g2+s3g2+s4 (default: chosen from the data)" };
+    private static readonly Option<bool> s_mirrored = new("--mirrored-views") { Description = "Also train on the horizontally mirrored view of every training image" };
+    private static readonly Option<string?> s_shard = new("--shard") { Description = "Only featurize shard k of n (k/n) into the cache, for running on several machines; then train without it" };
     private static readonly Option<float?> s_l2 = new("--l2") { Description = "L2 strength of the head (default: chosen on the validation split)" };
     private static readonly Option<int> s_batch = new("--batch-size") { Description = "Images per backbone call", DefaultValueFactory = _ => new FeaturizationOptions().BatchSize };
     private static readonly Option<int?> s_gpu = new("--gpu") { Description = "Run the backbone on this CUDA device, 0 when no number is given (falls back to the CPU with a message)", Arity = ArgumentArity.ZeroOrOne };
@@ -72,7 +74,9 @@ public static class TrainerCommandLine
             Seed: parse.GetValue(s_seed),
             HeldOutFraction: parse.GetValue(s_heldOut))
         {
-            Backbone = new BackboneOptions(parse.GetValue(s_imageSize), parse.GetValue(s_features)!),
+            ImageSize = parse.GetValue(s_imageSize),
+            Features = parse.GetValue(s_features),
+            MirroredViews = parse.GetValue(s_mirrored),
             Head = new HeadOptions(parse.GetValue(s_l2)),
             Featurization = new FeaturizationOptions(BatchSize: parse.GetValue(s_batch), GpuDevice: gpuGiven ? parse.GetValue(s_gpu) ?? 0 : null),
         };
@@ -81,12 +85,14 @@ public static class TrainerCommandLine
     private static RootCommand Build(IAnsiConsole console, TextWriter error, CancellationToken interrupt)
     {
         var root = new RootCommand("Fine-tunes the pretrained ResNet18 on a folder of labelled images and evaluates it on held-out images.");
-        foreach (var option in new Option[] { s_data, s_test, s_output, s_seed, s_workspace, s_heldOut, s_imageSize, s_features, s_l2, s_batch, s_gpu })
+        foreach (var option in new Option[] { s_data, s_test, s_output, s_seed, s_workspace, s_heldOut, s_imageSize, s_features, s_mirrored, s_l2, s_batch, s_gpu, s_shard })
         {
             root.Options.Add(option);
         }
 
-        root.SetAction(parse => Guarded(error, () => Train(ToOptions(parse), console, error, interrupt)));
+        root.SetAction(parse => Guarded(error, () => parse.GetValue(s_shard) is string shard
+            ? FeaturizeShard(ToOptions(parse), ShardSpec.Parse(shard), console, error, interrupt)
+            : Train(ToOptions(parse), console, error, interrupt)));
         root.Subcommands.Add(ExportCommand(console, error));
         return root;
     }
@@ -110,6 +116,28 @@ public static class TrainerCommandLine
         console.MarkupLineInterpolated($"Model: [green]{result.ModelPath}[/]");
         console.MarkupLineInterpolated($"Reports: [green]{Path.GetFullPath(options.OutputFolder)}[/] (report.json, report.md, heldout-predictions.csv)");
         return ExitCodes.Success;
+    }
+
+    private static int FeaturizeShard(TrainingOptions options, ShardSpec shard, IAnsiConsole console, TextWriter error, CancellationToken interrupt)
+    {
+        try
+        {
+            var trainer = new ImageClassifierTrainer(options);
+            var result = ProgressDisplay.Run(console, progress => trainer.FeaturizeShard(shard, progress, line => console.WriteLine(line), interrupt));
+            foreach (var s in result.Skipped)
+            {
+                console.WriteLine($"skipped {s.Path}: {s.Reason}");
+            }
+
+            console.WriteLine(string.Create(CultureInfo.InvariantCulture,
+                $"Shard {shard}: {result.Computed} feature vectors computed ({result.ImagesPerSecond:F1}/s), {result.FromCache} images already cached, {result.Skipped.Count} skipped"));
+            return ExitCodes.Success;
+        }
+        catch (OperationCanceledException)
+        {
+            error.WriteLine("interrupted: finished features are kept in the bottleneck cache; run the same command again to continue");
+            return ExitCodes.Interrupted;
+        }
     }
 
     private static Command ExportCommand(IAnsiConsole console, TextWriter error)

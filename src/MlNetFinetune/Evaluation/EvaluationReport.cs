@@ -5,8 +5,10 @@ namespace MlNetFinetune.Evaluation;
 /// <summary>Precision, recall and F1 of one class on the held-out set; support is its number of held-out images.</summary>
 public sealed record ClassMetrics(string Name, double Precision, double Recall, double F1, int Support);
 
-/// <summary>One validation score of a head setting tried while choosing the head.</summary>
-public sealed record HeadCandidate(string Head, float L2Regularization, double ValidationAccuracy, double ValidationLogLoss);
+/// <summary>A head setting tried while choosing the head, scored on the validation split at its best epoch.</summary>
+/// <param name="BestEpoch">The epoch whose weights were kept (1-based); later epochs did not lower the validation log-loss.</param>
+/// <param name="EpochsRun">Epochs trained before early stopping.</param>
+public sealed record HeadCandidate(string Head, float L2Regularization, double ValidationAccuracy, double ValidationLogLoss, int BestEpoch, int EpochsRun);
 
 /// <summary>The model's answer for one held-out image.</summary>
 public sealed record HeldOutPrediction(string Path, string TrueLabel, string PredictedLabel, float[] Scores);

@@ -70,11 +70,12 @@ public static class ReportWriter
             md.AppendLine();
             md.AppendLine("## Head candidates (validation split)");
             md.AppendLine();
-            md.AppendLine("| head | L2 | validation accuracy | validation log-loss |");
-            md.AppendLine("| --- | ---: | ---: | ---: |");
+            md.AppendLine("| head | L2 | validation accuracy | validation log-loss | best epoch / epochs run | chosen |");
+            md.AppendLine("| --- | ---: | ---: | ---: | ---: | --- |");
             foreach (var c in t.HeadCandidates)
             {
-                md.AppendLine(Invariant($"| {c.Head} | {c.L2Regularization} | {c.ValidationAccuracy:F4} | {c.ValidationLogLoss:F4} |"));
+                var chosen = c.L2Regularization == t.L2Regularization ? "yes" : string.Empty;
+                md.AppendLine(Invariant($"| {c.Head} | {c.L2Regularization} | {c.ValidationAccuracy:F4} | {c.ValidationLogLoss:F4} | {c.BestEpoch} / {c.EpochsRun} | {chosen} |"));
             }
         }
 

@@ -1,4 +1,5 @@
 using Microsoft.ML;
+using Microsoft.ML.Trainers;
 using Microsoft.ML.Transforms;
 using Microsoft.ML.Transforms.Image;
 
@@ -37,16 +38,21 @@ public static class ImageClassificationChain
 
     /// <summary>The new output layer: L2-regularised multinomial logistic regression on standardised features.</summary>
     public static IEstimator<ITransformer> Head(MLContext ml, float l2Regularization, int maximumIterations) =>
-        ml.Transforms.NormalizeMeanVariance(ColumnNames.Features)
-            .Append(ml.MulticlassClassification.Trainers.LbfgsMaximumEntropy(
-                new Microsoft.ML.Trainers.LbfgsMaximumEntropyMulticlassTrainer.Options
-                {
-                    LabelColumnName = ColumnNames.LabelKey,
-                    FeatureColumnName = ColumnNames.Features,
-                    L2Regularization = l2Regularization,
-                    L1Regularization = 0,
-                    MaximumNumberOfIterations = maximumIterations,
-                }));
+        HeadNormalizer(ml).Append(HeadClassifier(ml, l2Regularization, maximumIterations));
+
+    /// <summary>Standardises the bottleneck features (the head's first step).</summary>
+    public static IEstimator<ITransformer> HeadNormalizer(MLContext ml) => ml.Transforms.NormalizeMeanVariance(ColumnNames.Features);
+
+    /// <summary>The softmax classifier (the head's second step), on standardised features.</summary>
+    public static LbfgsMaximumEntropyMulticlassTrainer HeadClassifier(MLContext ml, float l2Regularization, int maximumIterations) =>
+        ml.MulticlassClassification.Trainers.LbfgsMaximumEntropy(new LbfgsMaximumEntropyMulticlassTrainer.Options
+        {
+            LabelColumnName = ColumnNames.LabelKey,
+            FeatureColumnName = ColumnNames.Features,
+            L2Regularization = l2Regularization,
+            L1Regularization = 0,
+            MaximumNumberOfIterations = maximumIterations,
+        });
 
     /// <summary>The predicted key back to the class name, in place.</summary>
     public static IEstimator<ITransformer> KeyToLabel(MLContext ml) =>

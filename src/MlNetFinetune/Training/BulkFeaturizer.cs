@@ -50,14 +50,22 @@ public sealed class BulkFeaturizer
         _imageToPixels = ImageClassificationChain.ImageToPixels(ml, backbone.ImageSize).Fit(empty);
     }
 
+    /// <summary>Suffix of the cache key of an image's horizontally mirrored view.</summary>
+    public const string MirroredSuffix = "|mirrored";
+
     /// <summary>Cache key of an encoded image: its content hash, so renamed or copied files are not recomputed and changed ones are.</summary>
     public static string ImageKey(ReadOnlySpan<byte> encoded) => Convert.ToHexStringLower(SHA256.HashData(encoded))[..32];
 
+    /// <summary>
+    /// Featurizes <paramref name="paths"/>; for those in <paramref name="mirrored"/> also the horizontally mirrored view,
+    /// cached under the image's key + <see cref="MirroredSuffix"/>.
+    /// </summary>
     public FeaturizationResult Featurize(
         IReadOnlyList<string> paths,
         BottleneckCache cache,
         IProgress<FeaturizationProgress>? progress = null,
-        CancellationToken cancellation = default)
+        CancellationToken cancellation = default,
+        IReadOnlySet<string>? mirrored = null)
     {
         var stopwatch = Stopwatch.StartNew();
         var keys = new System.Collections.Concurrent.ConcurrentDictionary<string, string>(StringComparer.Ordinal);
@@ -99,13 +107,15 @@ public sealed class BulkFeaturizer
 
                 var key = ImageKey(bytes);
                 keys[path] = key;
-                bool claimed;
+                var wantMirrored = mirrored?.Contains(path) == true;
+                bool claimed, claimedMirrored;
                 lock (pending)
                 {
                     claimed = !cache.Contains(key) && pending.Add(key);
+                    claimedMirrored = wantMirrored && !cache.Contains(key + MirroredSuffix) && pending.Add(key + MirroredSuffix);
                 }
 
-                if (!claimed)
+                if (!claimed && !claimedMirrored)
                 {
                     Interlocked.Increment(ref fromCache);
                     Interlocked.Increment(ref done);
@@ -124,6 +134,7 @@ public sealed class BulkFeaturizer
                     lock (pending)
                     {
                         pending.Remove(key);
+                        pending.Remove(key + MirroredSuffix);
                     }
 
                     skipped.Add(new SkippedFile(path, e.Message[(path.Length + 2)..]));
@@ -131,7 +142,19 @@ public sealed class BulkFeaturizer
                     continue;
                 }
 
-                await decoded.Writer.WriteAsync((key, pixels), cancellation).ConfigureAwait(false);
+                if (claimedMirrored)
+                {
+                    await decoded.Writer.WriteAsync((key + MirroredSuffix, Mirror(pixels, _backbone.ImageSize)), cancellation).ConfigureAwait(false);
+                }
+
+                if (claimed)
+                {
+                    await decoded.Writer.WriteAsync((key, pixels), cancellation).ConfigureAwait(false);
+                }
+                else
+                {
+                    Interlocked.Increment(ref done);
+                }
             }
         }, cancellation)).ToArray();
         _ = Task.WhenAll(decoders).ContinueWith(t => decoded.Writer.Complete(t.Exception), TaskScheduler.Default);
@@ -142,7 +165,6 @@ public sealed class BulkFeaturizer
         var pixelCount = 3 * _backbone.ImageSize * _backbone.ImageSize;
         var batch = new List<(string Key, float[] Pixels)>(batchSize);
         var reader = decoded.Reader;
-        var lastReport = Stopwatch.StartNew();
         try
         {
             while (reader.WaitToReadAsync(cancellation).AsTask().GetAwaiter().GetResult())
@@ -170,12 +192,8 @@ public sealed class BulkFeaturizer
 
                 cache.Add(records, _options.WriterName);
                 Interlocked.Add(ref computed, batch.Count);
-                Interlocked.Add(ref done, batch.Count);
-                if (lastReport.ElapsedMilliseconds >= 250)
-                {
-                    Report();
-                    lastReport.Restart();
-                }
+                Interlocked.Add(ref done, batch.Count(b => !b.Key.EndsWith(MirroredSuffix, StringComparison.Ordinal)));
+                Report();
             }
         }
         catch (OperationCanceledException)
@@ -199,6 +217,22 @@ public sealed class BulkFeaturizer
             computed,
             stopwatch.Elapsed,
             fallback);
+    }
+
+    /// <summary>Mirrors planar [3, size, size] pixels left to right.</summary>
+    public static float[] Mirror(float[] pixels, int size)
+    {
+        var mirrored = new float[pixels.Length];
+        for (var row = 0; row < pixels.Length / size; row++)
+        {
+            var offset = row * size;
+            for (var x = 0; x < size; x++)
+            {
+                mirrored[offset + x] = pixels[offset + size - 1 - x];
+            }
+        }
+
+        return mirrored;
     }
 
     private sealed class PixelRow

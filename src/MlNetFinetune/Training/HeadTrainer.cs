@@ -1,16 +1,20 @@
 using Microsoft.ML;
 using Microsoft.ML.Data;
+using Microsoft.ML.Trainers;
 using MlNetFinetune.Evaluation;
 using MlNetFinetune.Pipeline;
 
 namespace MlNetFinetune.Training;
 
 /// <summary>The fitted head and how it was chosen.</summary>
-public sealed record TrainedHead(ITransformer Transformer, float L2Regularization, IReadOnlyList<HeadCandidate> Candidates);
+public sealed record TrainedHead(ITransformer Transformer, float L2Regularization, int Epochs, IReadOnlyList<HeadCandidate> Candidates);
 
 /// <summary>
-/// Fits the classifier head on cached bottleneck features. When the L2 strength is not given it is chosen on the
-/// validation split (never the held-out set), then the head is refitted on train + validation.
+/// Fits the classifier head on cached bottleneck features. L-BFGS runs in epochs of a few iterations, each continuing
+/// from the last one's weights; after each epoch the head is scored on the validation split (never the held-out set),
+/// training stops when the validation log-loss stops falling, and the best epoch's weights are kept, not the last's.
+/// When the L2 strength is not given, every candidate is trained that way and the best on validation wins; the head
+/// is then refitted on train + validation for the winner's number of epochs.
 /// </summary>
 public static class HeadTrainer
 {
@@ -24,24 +28,28 @@ public static class HeadTrainer
         int featureSize,
         HeadOptions options)
     {
-        var candidates = new List<HeadCandidate>();
-        var l2 = options.L2Regularization ?? HeadOptions.L2Candidates[^1];
-        if (options.L2Regularization is null && validation.Count > 0)
+        var maxEpochs = Math.Max(1, options.MaximumIterations / Math.Max(1, options.EpochIterations));
+        if (validation.Count == 0)
         {
-            var trainView = labelToKey.Transform(FeatureRow.ToDataView(ml, train, featureSize));
-            foreach (var candidate in HeadOptions.L2Candidates)
-            {
-                var head = ImageClassificationChain.Head(ml, candidate, options.MaximumIterations).Fit(trainView);
-                var (accuracy, logLoss) = Score(ml, labelToKey, head, validation, featureSize);
-                candidates.Add(new HeadCandidate(SoftmaxHead, candidate, accuracy, logLoss));
-            }
-
-            l2 = candidates.OrderByDescending(c => c.ValidationAccuracy).ThenBy(c => c.ValidationLogLoss).First().L2Regularization;
+            var l2Only = options.L2Regularization ?? HeadOptions.L2Candidates[1];
+            var fitted = ImageClassificationChain.Head(ml, l2Only, options.MaximumIterations)
+                .Fit(labelToKey.Transform(FeatureRow.ToDataView(ml, train, featureSize)));
+            return new TrainedHead(fitted, l2Only, maxEpochs, []);
         }
 
-        var all = FeatureRow.ToDataView(ml, train.Concat(validation), featureSize);
-        var final = ImageClassificationChain.Head(ml, l2, options.MaximumIterations).Fit(labelToKey.Transform(all));
-        return new TrainedHead(final, l2, candidates);
+        var trainView = labelToKey.Transform(FeatureRow.ToDataView(ml, train, featureSize));
+        var validationView = labelToKey.Transform(FeatureRow.ToDataView(ml, validation, featureSize));
+        var candidates = new List<HeadCandidate>();
+        foreach (var l2 in options.L2Regularization is float given ? [given] : HeadOptions.L2Candidates)
+        {
+            var run = TrainWithEarlyStopping(ml, trainView, validationView, l2, options, maxEpochs);
+            candidates.Add(new HeadCandidate(SoftmaxHead, l2, run.BestAccuracy, run.BestLogLoss, run.BestEpoch, run.EpochsRun));
+        }
+
+        var best = candidates.OrderByDescending(c => c.ValidationAccuracy).ThenBy(c => c.ValidationLogLoss).First();
+        var all = labelToKey.Transform(FeatureRow.ToDataView(ml, train.Concat(validation), featureSize));
+        var final = TrainEpochs(ml, all, best.L2Regularization, options, best.BestEpoch);
+        return new TrainedHead(final, best.L2Regularization, best.BestEpoch, candidates);
     }
 
     /// <summary>Scores of <paramref name="head"/> on labelled features, in key order.</summary>
@@ -51,13 +59,50 @@ public static class HeadTrainer
         return [.. ml.Data.CreateEnumerable<ScoreRow>(scored, reuseRowObject: false).Select(r => r.Score)];
     }
 
-    private static (double Accuracy, double LogLoss) Score(MLContext ml, ITransformer labelToKey, ITransformer head, IReadOnlyList<FeatureRow> rows, int featureSize)
+    /// <summary>What an early-stopped run kept: the best epoch's head and its validation scores, and every epoch's log-loss.</summary>
+    public sealed record EarlyStoppingRun(ITransformer Best, int BestEpoch, double BestAccuracy, double BestLogLoss, int EpochsRun, IReadOnlyList<double> ValidationLogLoss);
+
+    /// <summary>Trains in epochs, scoring each on <paramref name="validation"/>, and keeps the epoch of lowest validation log-loss.</summary>
+    public static EarlyStoppingRun TrainWithEarlyStopping(MLContext ml, IDataView train, IDataView validation, float l2, HeadOptions options, int maxEpochs)
     {
-        var metrics = ml.MulticlassClassification.Evaluate(
-            head.Transform(labelToKey.Transform(FeatureRow.ToDataView(ml, rows, featureSize))),
-            labelColumnName: ColumnNames.LabelKey);
-        return (metrics.MicroAccuracy, metrics.LogLoss);
+        var normalizer = ImageClassificationChain.HeadNormalizer(ml).Fit(train);
+        var normalized = normalizer.Transform(train);
+        var trainer = ImageClassificationChain.HeadClassifier(ml, l2, options.EpochIterations);
+        MulticlassPredictionTransformer<MaximumEntropyModelParameters>? current = null;
+        ITransformer? best = null;
+        int bestEpoch = 0, epoch = 0;
+        double bestLogLoss = double.PositiveInfinity, bestAccuracy = 0;
+        var history = new List<double>();
+        while (epoch < maxEpochs && epoch - bestEpoch <= options.Patience)
+        {
+            epoch++;
+            current = current is null ? trainer.Fit(normalized) : trainer.Fit(normalized, current.Model);
+            var head = new TransformerChain<ITransformer>(normalizer, current);
+            var metrics = ml.MulticlassClassification.Evaluate(head.Transform(validation), labelColumnName: ColumnNames.LabelKey);
+            history.Add(metrics.LogLoss);
+            if (metrics.LogLoss < bestLogLoss)
+            {
+                (best, bestEpoch, bestLogLoss, bestAccuracy) = (head, epoch, metrics.LogLoss, metrics.MicroAccuracy);
+            }
+        }
+
+        return new EarlyStoppingRun(best!, bestEpoch, bestAccuracy, bestLogLoss, epoch, history);
     }
+
+    private static ITransformer TrainEpochs(MLContext ml, IDataView train, float l2, HeadOptions options, int epochs)
+    {
+        var normalizer = ImageClassificationChain.HeadNormalizer(ml).Fit(train);
+        var normalized = normalizer.Transform(train);
+        var trainer = ImageClassificationChain.HeadClassifier(ml, l2, options.EpochIterations);
+        var current = trainer.Fit(normalized);
+        for (var epoch = 2; epoch <= epochs; epoch++)
+        {
+            current = trainer.Fit(normalized, current.Model);
+        }
+
+        return new TransformerChain<ITransformer>(normalizer, current);
+    }
+
 
     private sealed class ScoreRow
     {

@@ -20,7 +20,14 @@ public sealed record TrainingOptions(
     double HeldOutFraction = 0.2,
     double ValidationFraction = 0.1)
 {
-    public BackboneOptions Backbone { get; init; } = new();
+    /// <summary>Backbone input side in pixels; null chooses it from the data (<see cref="BackboneOptions.ChooseFor"/>).</summary>
+    public int? ImageSize { get; init; }
+
+    /// <summary>Pooled backbone taps, e.g. "s4" or "s2g2+s3g2+s4"; null chooses them from the data.</summary>
+    public string? Features { get; init; }
+
+    /// <summary>Also trains on the horizontally mirrored view of every training image (featurized once, cached).</summary>
+    public bool MirroredViews { get; init; }
 
     public HeadOptions Head { get; init; } = new();
 

@@ -1,0 +1,69 @@
+using Microsoft.ML;
+using MlNetFinetune.Backbones;
+using MlNetFinetune.Data;
+using MlNetFinetune.Pipeline;
+using MlNetFinetune.Training;
+
+namespace MlNetFinetune.Tests;
+
+[Collection(SampleModelCollection.Name)]
+public sealed class HeadTrainingTests(SampleModelFixture fixture)
+{
+    [Fact]
+    public void EarlyStoppingKeepsTheBestEpochNotTheLast()
+    {
+        var backbone = fixture.Result.Backbone;
+        using var cache = BottleneckCache.Open(fixture.Workspace, ResNet18Backbone.Fingerprint(backbone), backbone.FeatureSize);
+        var images = ImageFolder.Scan(TestData.SampleFolder).Images;
+        var featurization = new BulkFeaturizer(new MLContext(), backbone, new FeaturizationOptions()).Featurize([.. images.Select(i => i.Path)], cache);
+        List<FeatureRow> Rows(IEnumerable<ImageRecord> part) =>
+            [.. part.Select(i => { cache.TryGet(featurization.KeyByPath[i.Path], out var f); return new FeatureRow { Label = i.Label, Features = f }; })];
+        var byClass = images.GroupBy(i => i.Label).ToList();
+        var train = Rows(byClass.SelectMany(g => g.Take(4)));
+        var validation = Rows(byClass.SelectMany(g => g.Skip(10).Take(10)));
+        var ml = new MLContext(3);
+        var labelToKey = ImageClassificationChain.LabelToKey(ml).Fit(FeatureRow.ToDataView(ml, train, backbone.FeatureSize));
+        var trainView = labelToKey.Transform(FeatureRow.ToDataView(ml, train, backbone.FeatureSize));
+        var validationView = labelToKey.Transform(FeatureRow.ToDataView(ml, validation, backbone.FeatureSize));
+
+        // Nearly unregularised on 40 images, one iteration an epoch: the head overfits and validation loss turns up.
+        var run = HeadTrainer.TrainWithEarlyStopping(ml, trainView, validationView, l2: 1e-4f, new HeadOptions(EpochIterations: 1, Patience: 3), maxEpochs: 40);
+
+        var lowest = run.ValidationLogLoss.Min();
+        Assert.Equal(run.ValidationLogLoss.ToList().IndexOf(lowest) + 1, run.BestEpoch);
+        Assert.True(run.EpochsRun > run.BestEpoch, "training should have gone on past the best epoch");
+        Assert.True(run.ValidationLogLoss[^1] > lowest);
+        var kept = ml.MulticlassClassification.Evaluate(run.Best.Transform(validationView), labelColumnName: ColumnNames.LabelKey);
+        Assert.Equal(lowest, kept.LogLoss, 6);
+    }
+
+    [Fact]
+    public void HeadSearchNeverSeesTheHeldOutImages()
+    {
+        // Same training images, two different held-out folders: the search's validation scores and choice must not move.
+        var root = Directory.CreateDirectory(Path.Combine(fixture.Root, "search-" + Guid.NewGuid().ToString("N")[..8])).FullName;
+        var data = TestData.CopySubset(root, 15, "Bag", "Coat", "Shirt");
+        var firstTest = Path.Combine(root, "test-a");
+        var secondTest = Path.Combine(root, "test-b");
+        foreach (var (folder, skip) in new[] { (firstTest, 15), (secondTest, 25) })
+        {
+            foreach (var name in new[] { "Bag", "Coat", "Shirt" })
+            {
+                var target = Directory.CreateDirectory(Path.Combine(folder, name)).FullName;
+                foreach (var file in Directory.GetFiles(Path.Combine(TestData.SampleFolder, name)).Order(StringComparer.Ordinal).Skip(skip).Take(10))
+                {
+                    File.Copy(file, Path.Combine(target, Path.GetFileName(file)));
+                }
+            }
+        }
+
+        TrainingResult Run(string test) => new ImageClassifierTrainer(
+            new TrainingOptions(data, TestFolder: test, OutputFolder: Path.Combine(root, Path.GetFileName(test) + "-out"), Workspace: fixture.Workspace, Seed: 4)).Train();
+        var first = Run(firstTest);
+        var second = Run(secondTest);
+
+        Assert.NotEqual(first.HeldOutPredictions.Select(p => p.Path), second.HeldOutPredictions.Select(p => p.Path));
+        Assert.Equal(first.Report.Training.HeadCandidates, second.Report.Training.HeadCandidates);
+        Assert.Equal(first.Report.Training.L2Regularization, second.Report.Training.L2Regularization);
+    }
+}
