@@ -13,7 +13,7 @@ public static class ReportConsole
         console.WriteLine();
         console.Write(new Rule("[bold]Held-out evaluation[/]").LeftJustified());
         console.WriteLine(string.Create(CultureInfo.InvariantCulture,
-            $"{t.HeldOutImages} held-out images ({t.HeldOutSource}); trained on {t.TrainImages} + {t.ValidationImages} validation; {t.Backbone}, L2 = {t.L2Regularization}"));
+            $"{t.HeldOutImages} held-out images ({t.HeldOutSource}); trained on {t.TrainImages} + {t.ValidationImages} validation; {t.Backbone}, head {t.Head}, L2 = {t.L2Regularization}"));
 
         var summary = new Table().AddColumns("metric", "value");
         summary.AddRow("accuracy (micro)", F(report.MicroAccuracy, 4));

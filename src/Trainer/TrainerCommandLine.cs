@@ -25,6 +25,8 @@ public static class TrainerCommandLine
     private static readonly Option<bool> s_mirrored = new("--mirrored-views") { Description = "Also train on the horizontally mirrored view of every training image" };
     private static readonly Option<string?> s_shard = new("--shard") { Description = "Only featurize shard k of n (k/n) into the cache, for running on several machines; then train without it" };
     private static readonly Option<float?> s_l2 = new("--l2") { Description = "L2 strength of the head (default: chosen on the validation split)" };
+    private static readonly Option<string> s_head = new("--head") { Description = "softmax: L2 search of the softmax head; auto: also SDCA and LightGBM heads, on the validation split", DefaultValueFactory = _ => HeadOptions.SoftmaxSearch };
+    private static readonly Option<double> s_searchMinutes = new("--search-minutes") { Description = "Time budget of the head search", DefaultValueFactory = _ => 10 };
     private static readonly Option<int> s_batch = new("--batch-size") { Description = "Images per backbone call", DefaultValueFactory = _ => new FeaturizationOptions().BatchSize };
     private static readonly Option<int?> s_gpu = new("--gpu") { Description = "Run the backbone on this CUDA device, 0 when no number is given (falls back to the CPU with a message)", Arity = ArgumentArity.ZeroOrOne };
 
@@ -77,7 +79,7 @@ public static class TrainerCommandLine
             ImageSize = parse.GetValue(s_imageSize),
             Features = parse.GetValue(s_features),
             MirroredViews = parse.GetValue(s_mirrored),
-            Head = new HeadOptions(parse.GetValue(s_l2)),
+            Head = new HeadOptions(parse.GetValue(s_l2), Search: parse.GetValue(s_head)!, SearchBudget: TimeSpan.FromMinutes(parse.GetValue(s_searchMinutes))),
             Featurization = new FeaturizationOptions(BatchSize: parse.GetValue(s_batch), GpuDevice: gpuGiven ? parse.GetValue(s_gpu) ?? 0 : null),
         };
     }
@@ -85,11 +87,12 @@ public static class TrainerCommandLine
     private static RootCommand Build(IAnsiConsole console, TextWriter error, CancellationToken interrupt)
     {
         var root = new RootCommand("Fine-tunes the pretrained ResNet18 on a folder of labelled images and evaluates it on held-out images.");
-        foreach (var option in new Option[] { s_data, s_test, s_output, s_seed, s_workspace, s_heldOut, s_imageSize, s_features, s_mirrored, s_l2, s_batch, s_gpu, s_shard })
+        foreach (var option in new Option[] { s_data, s_test, s_output, s_seed, s_workspace, s_heldOut, s_imageSize, s_features, s_mirrored, s_l2, s_head, s_searchMinutes, s_batch, s_gpu, s_shard })
         {
             root.Options.Add(option);
         }
 
+        s_head.AcceptOnlyFromAmong(HeadOptions.SoftmaxSearch, HeadOptions.AutoSearch);
         root.SetAction(parse => Guarded(error, () => parse.GetValue(s_shard) is string shard
             ? FeaturizeShard(ToOptions(parse), ShardSpec.Parse(shard), console, error, interrupt)
             : Train(ToOptions(parse), console, error, interrupt)));

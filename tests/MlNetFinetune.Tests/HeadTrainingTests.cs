@@ -66,4 +66,27 @@ public sealed class HeadTrainingTests(SampleModelFixture fixture)
         Assert.Equal(first.Report.Training.HeadCandidates, second.Report.Training.HeadCandidates);
         Assert.Equal(first.Report.Training.L2Regularization, second.Report.Training.L2Regularization);
     }
+
+    [Fact]
+    public void AutoSearchScoresEveryHeadTypeOnValidationAndKeepsTheBest()
+    {
+        var root = Directory.CreateDirectory(Path.Combine(fixture.Root, "auto-" + Guid.NewGuid().ToString("N")[..8])).FullName;
+        var data = TestData.CopySubset(root, 20, "Bag", "Coat", "Sandal");
+        var options = new TrainingOptions(data, OutputFolder: Path.Combine(root, "out"), Workspace: fixture.Workspace, Seed: 6)
+        {
+            Head = new HeadOptions(Search: HeadOptions.AutoSearch),
+        };
+
+        var result = new ImageClassifierTrainer(options).Train();
+
+        var candidates = result.Report.Training.HeadCandidates;
+        Assert.Contains(candidates, c => c.Head == HeadTrainer.SdcaHead);
+        Assert.Contains(candidates, c => c.Head == HeadTrainer.LightGbmHead);
+        Assert.Equal(4, candidates.Count(c => c.Head == HeadTrainer.SoftmaxHead));
+        var best = candidates.Max(c => c.ValidationAccuracy);
+        Assert.Contains(candidates, c => c.Head == result.Report.Training.Head && c.ValidationAccuracy == best);
+        using var classifier = Prediction.ImageClassifier.Load(result.ModelPath);
+        Assert.Equal(result.Report.Training.Head, classifier.Manifest.Head);
+        Assert.Equal(result.HeldOutPredictions[0].PredictedLabel, classifier.Predict(result.HeldOutPredictions[0].Path).Label);
+    }
 }

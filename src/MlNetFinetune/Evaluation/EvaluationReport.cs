@@ -21,6 +21,7 @@ public sealed record TrainingSummary(
     int ValidationImages,
     int HeldOutImages,
     string HeldOutSource,
+    string Head,
     float L2Regularization,
     IReadOnlyList<HeadCandidate> HeadCandidates,
     int FeaturesFromCache,

@@ -16,6 +16,9 @@ public static class ReportWriter
         PropertyNamingPolicy = JsonNamingPolicy.CamelCase,
         WriteIndented = true,
         DefaultIgnoreCondition = JsonIgnoreCondition.WhenWritingNull,
+
+        // Reports are read by people too: keep '+' in "s3g2+s4" and non-ASCII class names as they are.
+        Encoder = System.Text.Encodings.Web.JavaScriptEncoder.UnsafeRelaxedJsonEscaping,
     };
 
     public static void WriteAll(EvaluationReport report, string folder)
@@ -36,7 +39,7 @@ public static class ReportWriter
         var md = new StringBuilder();
         md.AppendLine("# Held-out evaluation");
         md.AppendLine();
-        md.AppendLine(Invariant($"Backbone `{t.Backbone}` ({t.FeatureSize} bottleneck features), head: softmax regression, L2 = {t.L2Regularization}."));
+        md.AppendLine(Invariant($"Backbone `{t.Backbone}` ({t.FeatureSize} bottleneck features), head: {t.Head}, L2 = {t.L2Regularization}."));
         md.AppendLine(Invariant($"Images: {t.TrainImages} train, {t.ValidationImages} validation, {t.HeldOutImages} held-out ({t.HeldOutSource}); seed {t.Seed}."));
         md.AppendLine();
         md.AppendLine("| metric | value |");
@@ -74,7 +77,7 @@ public static class ReportWriter
             md.AppendLine("| --- | ---: | ---: | ---: | ---: | --- |");
             foreach (var c in t.HeadCandidates)
             {
-                var chosen = c.L2Regularization == t.L2Regularization ? "yes" : string.Empty;
+                var chosen = c.Head.StartsWith(t.Head, StringComparison.Ordinal) && c.L2Regularization == t.L2Regularization ? "yes" : string.Empty;
                 md.AppendLine(Invariant($"| {c.Head} | {c.L2Regularization} | {c.ValidationAccuracy:F4} | {c.ValidationLogLoss:F4} | {c.BestEpoch} / {c.EpochsRun} | {chosen} |"));
             }
         }

@@ -54,6 +54,23 @@ public static class ImageClassificationChain
             MaximumNumberOfIterations = maximumIterations,
         });
 
+    /// <summary>An alternative head for <c>--head auto</c>: SDCA maximum entropy (the same model, another optimiser and loss weighting) on standardised features.</summary>
+    public static IEstimator<ITransformer> SdcaHead(MLContext ml) =>
+        HeadNormalizer(ml).Append(ml.MulticlassClassification.Trainers.SdcaMaximumEntropy(ColumnNames.LabelKey, ColumnNames.Features, maximumNumberOfIterations: 30));
+
+    /// <summary>An alternative head for <c>--head auto</c>: gradient-boosted trees, stopped early on the validation split.</summary>
+    public static Microsoft.ML.Trainers.LightGbm.LightGbmMulticlassTrainer LightGbmHead(MLContext ml) =>
+        ml.MulticlassClassification.Trainers.LightGbm(new Microsoft.ML.Trainers.LightGbm.LightGbmMulticlassTrainer.Options
+        {
+            LabelColumnName = ColumnNames.LabelKey,
+            FeatureColumnName = ColumnNames.Features,
+            NumberOfIterations = 300,
+            LearningRate = 0.1,
+            NumberOfLeaves = 31,
+            EarlyStoppingRound = 20,
+            Seed = 1,
+        });
+
     /// <summary>The predicted key back to the class name, in place.</summary>
     public static IEstimator<ITransformer> KeyToLabel(MLContext ml) =>
         ml.Transforms.Conversion.MapKeyToValue(ColumnNames.PredictedLabel);

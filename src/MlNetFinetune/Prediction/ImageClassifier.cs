@@ -50,11 +50,14 @@ public sealed class ImageClassifier : IDisposable
     /// Loads <paramref name="modelPath"/>. Throws <see cref="UserInputException"/> naming the file when it is missing,
     /// not an MlNetFinetune model, of a newer format, truncated or corrupted.
     /// </summary>
-    public static ImageClassifier Load(string modelPath, int? maxConcurrency = null)
+    /// <param name="modelPath">model.zip written by the Trainer.</param>
+    /// <param name="maxConcurrency">Predictions that may run at once (engines); default <see cref="DefaultMaxConcurrency"/>.</param>
+    /// <param name="gpuDevice">CUDA device for the backbone (needs the GPU build); ML.NET falls back to the CPU when it is not usable.</param>
+    public static ImageClassifier Load(string modelPath, int? maxConcurrency = null, int? gpuDevice = null)
     {
         var manifest = ModelManifest.ReadFrom(modelPath);
         var bytes = File.ReadAllBytes(modelPath);
-        var ml = new MLContext();
+        var ml = new MLContext { GpuDeviceId = gpuDevice, FallbackToCpu = true };
         ITransformer model;
         try
         {

@@ -120,32 +120,34 @@ public sealed class BottleneckCache : IDisposable
 
     private void Load(string path) => ReadRecords(path, (key, features) => _features.TryAdd(key, features));
 
-    /// <summary>Reads whole records, returns the length they cover; a file of another feature size is ignored.</summary>
+    /// <summary>Streams whole records, returns the length they cover; a file of another feature size is ignored.</summary>
     private long ReadRecords(string path, Action<string, float[]> onRecord)
     {
-        var bytes = File.ReadAllBytes(path);
-        var headerLength = s_magic.Length + 4;
-        if (bytes.Length < headerLength || !bytes.AsSpan(0, s_magic.Length).SequenceEqual(s_magic)
-            || BinaryPrimitives.ReadInt32LittleEndian(bytes.AsSpan(s_magic.Length)) != FeatureSize)
+        using var stream = new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.ReadWrite, 1 << 20);
+        var header = new byte[s_magic.Length + 4];
+        if (stream.ReadAtLeast(header, header.Length, throwOnEndOfStream: false) < header.Length
+            || !header.AsSpan(0, s_magic.Length).SequenceEqual(s_magic)
+            || BinaryPrimitives.ReadInt32LittleEndian(header.AsSpan(s_magic.Length)) != FeatureSize)
         {
             return 0;
         }
 
-        var position = headerLength;
+        long position = header.Length;
         var featureBytes = FeatureSize * sizeof(float);
-        while (position + 2 <= bytes.Length)
+        var keyLength = new byte[2];
+        var key = new byte[ushort.MaxValue];
+        while (stream.ReadAtLeast(keyLength, 2, throwOnEndOfStream: false) == 2)
         {
-            var keyLength = BinaryPrimitives.ReadUInt16LittleEndian(bytes.AsSpan(position));
-            var end = position + 2 + keyLength + featureBytes;
-            if (end > bytes.Length)
+            var length = BinaryPrimitives.ReadUInt16LittleEndian(keyLength);
+            var features = new float[FeatureSize];
+            if (stream.ReadAtLeast(key.AsSpan(0, length), length, throwOnEndOfStream: false) < length
+                || stream.ReadAtLeast(System.Runtime.InteropServices.MemoryMarshal.AsBytes(features.AsSpan()), featureBytes, throwOnEndOfStream: false) < featureBytes)
             {
                 break;
             }
 
-            var key = Encoding.UTF8.GetString(bytes, position + 2, keyLength);
-            var features = System.Runtime.InteropServices.MemoryMarshal.Cast<byte, float>(bytes.AsSpan(position + 2 + keyLength, featureBytes)).ToArray();
-            onRecord(key, features);
-            position = end;
+            onRecord(Encoding.UTF8.GetString(key, 0, length), features);
+            position += 2 + length + featureBytes;
         }
 
         return position;

@@ -7,18 +7,23 @@ using MlNetFinetune.Pipeline;
 namespace MlNetFinetune.Training;
 
 /// <summary>The fitted head and how it was chosen.</summary>
-public sealed record TrainedHead(ITransformer Transformer, float L2Regularization, int Epochs, IReadOnlyList<HeadCandidate> Candidates);
+/// <param name="Name">"softmax", "sdca" or "lightgbm".</param>
+public sealed record TrainedHead(string Name, ITransformer Transformer, float L2Regularization, int Epochs, IReadOnlyList<HeadCandidate> Candidates);
 
 /// <summary>
 /// Fits the classifier head on cached bottleneck features. L-BFGS runs in epochs of a few iterations, each continuing
 /// from the last one's weights; after each epoch the head is scored on the validation split (never the held-out set),
 /// training stops when the validation log-loss stops falling, and the best epoch's weights are kept, not the last's.
 /// When the L2 strength is not given, every candidate is trained that way and the best on validation wins; the head
-/// is then refitted on train + validation for the winner's number of epochs.
+/// is then refitted on train + validation for the winner's number of epochs (or, when the search ran on a sample of a
+/// large training set, the winner is trained on all training rows with the same early stopping). The "auto" search
+/// adds ML.NET's SDCA maximum entropy and LightGBM (early-stopped on the validation split) within a time budget.
 /// </summary>
 public static class HeadTrainer
 {
     public const string SoftmaxHead = "softmax";
+    public const string SdcaHead = "sdca";
+    public const string LightGbmHead = "lightgbm";
 
     public static TrainedHead Fit(
         MLContext ml,
@@ -34,22 +39,84 @@ public static class HeadTrainer
             var l2Only = options.L2Regularization ?? HeadOptions.L2Candidates[1];
             var fitted = ImageClassificationChain.Head(ml, l2Only, options.MaximumIterations)
                 .Fit(labelToKey.Transform(FeatureRow.ToDataView(ml, train, featureSize)));
-            return new TrainedHead(fitted, l2Only, maxEpochs, []);
+            return new TrainedHead(SoftmaxHead, fitted, l2Only, maxEpochs, []);
         }
 
-        var trainView = labelToKey.Transform(FeatureRow.ToDataView(ml, train, featureSize));
+        // On large sets the L2 search fits on a per-class sample: the ranking of strengths is stable at 10,000 rows,
+        // and it keeps the search from costing several full fits.
+        var sampled = train.Count > options.SearchSampleSize;
+        var searchRows = sampled ? SamplePerClass(train, options.SearchSampleSize) : train;
+        var searchView = labelToKey.Transform(FeatureRow.ToDataView(ml, searchRows, featureSize));
         var validationView = labelToKey.Transform(FeatureRow.ToDataView(ml, validation, featureSize));
+        var clock = System.Diagnostics.Stopwatch.StartNew();
+        var budget = options.SearchBudget ?? TimeSpan.FromMinutes(10);
         var candidates = new List<HeadCandidate>();
         foreach (var l2 in options.L2Regularization is float given ? [given] : HeadOptions.L2Candidates)
         {
-            var run = TrainWithEarlyStopping(ml, trainView, validationView, l2, options, maxEpochs);
+            var run = TrainWithEarlyStopping(ml, searchView, validationView, l2, options, maxEpochs);
             candidates.Add(new HeadCandidate(SoftmaxHead, l2, run.BestAccuracy, run.BestLogLoss, run.BestEpoch, run.EpochsRun));
         }
 
-        var best = candidates.OrderByDescending(c => c.ValidationAccuracy).ThenBy(c => c.ValidationLogLoss).First();
+        if (options.Search == HeadOptions.AutoSearch)
+        {
+            foreach (var name in new[] { SdcaHead, LightGbmHead })
+            {
+                if (clock.Elapsed > budget)
+                {
+                    candidates.Add(new HeadCandidate(name + " (not run: search budget spent)", 0, 0, 0, 0, 0));
+                    continue;
+                }
+
+                var head = FitAlternative(ml, name, searchView, validationView);
+                var metrics = ml.MulticlassClassification.Evaluate(head.Transform(validationView), labelColumnName: ColumnNames.LabelKey);
+                candidates.Add(new HeadCandidate(name, 0, metrics.MicroAccuracy, metrics.LogLoss, 1, 1));
+            }
+        }
+
+        var best = candidates.Where(c => c.EpochsRun > 0)
+            .OrderByDescending(c => c.ValidationAccuracy).ThenBy(c => c.ValidationLogLoss).First();
+        if (best.Head != SoftmaxHead)
+        {
+            var trainOn = sampled ? FeatureRow.ToDataView(ml, train, featureSize) : FeatureRow.ToDataView(ml, train.Concat(validation), featureSize);
+            return new TrainedHead(best.Head, FitAlternative(ml, best.Head, labelToKey.Transform(trainOn), validationView), 0, 1, candidates);
+        }
+
+        if (sampled)
+        {
+            var trainView = labelToKey.Transform(FeatureRow.ToDataView(ml, train, featureSize));
+            var full = TrainWithEarlyStopping(ml, trainView, validationView, best.L2Regularization, options, maxEpochs);
+            var winner = new HeadCandidate(SoftmaxHead + " (all training rows)", best.L2Regularization, full.BestAccuracy, full.BestLogLoss, full.BestEpoch, full.EpochsRun);
+            return new TrainedHead(SoftmaxHead, full.Best, best.L2Regularization, full.BestEpoch, [.. candidates, winner]);
+        }
+
         var all = labelToKey.Transform(FeatureRow.ToDataView(ml, train.Concat(validation), featureSize));
         var final = TrainEpochs(ml, all, best.L2Regularization, options, best.BestEpoch);
-        return new TrainedHead(final, best.L2Regularization, best.BestEpoch, candidates);
+        return new TrainedHead(SoftmaxHead, final, best.L2Regularization, best.BestEpoch, candidates);
+    }
+
+    private static ITransformer FitAlternative(MLContext ml, string name, IDataView train, IDataView validation) => name switch
+    {
+        SdcaHead => ImageClassificationChain.SdcaHead(ml).Fit(train),
+        LightGbmHead => ImageClassificationChain.LightGbmHead(ml).Fit(train, validation),
+        _ => throw new ArgumentOutOfRangeException(nameof(name), name, "unknown head"),
+    };
+
+    /// <summary>About <paramref name="size"/> rows keeping each class's share, taken at even strides (deterministic).</summary>
+    private static List<FeatureRow> SamplePerClass(IReadOnlyList<FeatureRow> rows, int size)
+    {
+        var fraction = (double)size / rows.Count;
+        var sample = new List<FeatureRow>();
+        foreach (var group in rows.GroupBy(r => r.Label))
+        {
+            var members = group.ToList();
+            var take = Math.Max(1, (int)Math.Round(members.Count * fraction));
+            for (var i = 0; i < take; i++)
+            {
+                sample.Add(members[(int)((long)i * members.Count / take)]);
+            }
+        }
+
+        return sample;
     }
 
     /// <summary>Scores of <paramref name="head"/> on labelled features, in key order.</summary>

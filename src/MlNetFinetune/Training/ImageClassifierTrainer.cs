@@ -67,7 +67,7 @@ public sealed class ImageClassifierTrainer(TrainingOptions options)
         var headClock = Stopwatch.StartNew();
         var head = HeadTrainer.Fit(ml, labelToKey, trainRows, validationRows, featureSize, options.Head);
         headClock.Stop();
-        log(string.Create(CultureInfo.InvariantCulture, $"Head fitted in {headClock.Elapsed.TotalSeconds:F1} s (L2 = {head.L2Regularization})"));
+        log(string.Create(CultureInfo.InvariantCulture, $"Head fitted in {headClock.Elapsed.TotalSeconds:F1} s: {head.Name}, L2 = {head.L2Regularization}, {head.Epochs} epoch(s)"));
 
         var scores = HeadTrainer.PredictScores(ml, labelToKey, head.Transformer, heldOutRows, featureSize);
         var predictions = heldOutUsed.Select((image, i) => new HeldOutPrediction(
@@ -75,7 +75,7 @@ public sealed class ImageClassifierTrainer(TrainingOptions options)
 
         var summary = new TrainingSummary(
             backbone.Describe(), featureSize, trainRows.Count, validationRows.Count, heldOutUsed.Count, images.HeldOutSource,
-            head.L2Regularization, head.Candidates, featurization.FromCache, featurization.Computed,
+            head.Name, head.L2Regularization, head.Candidates, featurization.FromCache, featurization.Computed,
             featurization.ImagesPerSecond, featurization.Elapsed.TotalSeconds, headClock.Elapsed.TotalSeconds, options.Seed);
         var report = HeldOutEvaluator.Evaluate(classNames, predictions, skipped, summary);
 
@@ -202,7 +202,7 @@ public sealed class ImageClassifierTrainer(TrainingOptions options)
             backbone.ImageSize,
             string.Join('+', backbone.ParseTaps()),
             backbone.FeatureSize,
-            HeadTrainer.SoftmaxHead,
+            head.Name,
             head.L2Regularization,
             new ManifestMetrics(report.MicroAccuracy, report.MacroAccuracy, report.LogLoss, report.Training.HeldOutImages));
         AtomicFile.Write(modelPath, temporary =>
