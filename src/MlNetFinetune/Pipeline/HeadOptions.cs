@@ -11,7 +11,7 @@ namespace MlNetFinetune.Pipeline;
 /// <param name="SearchBudget">Wall time for the search; candidates not started by then are skipped and listed as such. Null: 10 minutes.</param>
 public sealed record HeadOptions(
     float? L2Regularization = null,
-    int MaximumIterations = 200,
+    int MaximumIterations = 400,
     int EpochIterations = 20,
     int Patience = 2,
     int SearchSampleSize = 10_000,
