@@ -117,7 +117,7 @@ public static class TrainerCommandLine
 
         ReportConsole.Print(console, result.Report);
         console.MarkupLineInterpolated($"Model: [green]{result.ModelPath}[/]");
-        console.MarkupLineInterpolated($"Reports: [green]{Path.GetFullPath(options.OutputFolder)}[/] (report.json, report.md, heldout-predictions.csv)");
+        console.MarkupLineInterpolated($"Reports: [green]{Path.GetFullPath(options.OutputFolder)}[/] (report.json, report.md, report.html, heldout-predictions.csv)");
         return ExitCodes.Success;
     }
 

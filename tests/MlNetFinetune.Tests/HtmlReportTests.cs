@@ -100,7 +100,7 @@ public sealed class HtmlReportTests(SampleModelFixture fixture)
             new(small, names[2], names[0], [0.6f, 0.1f, 0.3f]),
             new(small, names[2], names[2], [0.1f, 0.1f, 0.8f]),
         };
-        var training = new TrainingSummary("backbone", 512, 10, 2, predictions.Count, "test", 0.1f, [], 0, 0, 0, 0, 0, 1);
+        var training = new TrainingSummary("backbone", 512, 10, 2, predictions.Count, "test", "softmax", 0.1f, [], 0, 0, 0, 0, 0, 1);
         var report = HeldOutEvaluator.Evaluate(names, predictions, [new SkippedFile("<odd>.png", "empty file (0 bytes)")], training);
 
         var html = HtmlReportWriter.ToHtml(report, predictions);

@@ -29,7 +29,12 @@ public sealed record TrainingSummary(
     double FeaturizationImagesPerSecond,
     double FeaturizationSeconds,
     double HeadTrainingSeconds,
-    int Seed);
+    int Seed)
+{
+    /// <summary>Whether <paramref name="candidate"/> is the setting the head was trained with.</summary>
+    public bool IsChosen(HeadCandidate candidate) =>
+        candidate.Head.StartsWith(Head, StringComparison.Ordinal) && candidate.L2Regularization == L2Regularization && candidate.EpochsRun > 0;
+}
 
 /// <summary>The held-out evaluation: what report.json and report.md hold.</summary>
 /// <param name="ConfusionMatrix">Rows are true classes, columns predicted classes, both in <paramref name="ClassNames"/> order.</param>

@@ -152,13 +152,13 @@ public static class HtmlReportWriter
             return;
         }
 
-        html.Append("<p class=\"note\">Each setting was fitted on the training split and scored on the validation split; the chosen one (highlighted) was then refitted on both.</p>\n")
-            .Append("<table>\n<thead><tr><th>head</th><th>L2</th><th>validation accuracy</th><th>validation log-loss</th><th></th></tr></thead>\n<tbody>\n");
+        html.Append("<p class=\"note\">Each setting was trained on the training split with early stopping on the validation split (the best epoch's weights kept) and scored there; the chosen one is highlighted.</p>\n")
+            .Append("<table>\n<thead><tr><th>head</th><th>L2</th><th>validation accuracy</th><th>validation log-loss</th><th>best epoch / epochs run</th><th></th></tr></thead>\n<tbody>\n");
         foreach (var c in t.HeadCandidates)
         {
-            var chosen = c.L2Regularization == t.L2Regularization;
+            var chosen = t.IsChosen(c);
             html.Append(chosen ? "<tr class=\"chosen\">" : "<tr>")
-                .Append(Invariant($"<td>{Encode(c.Head)}</td><td>{c.L2Regularization}</td><td>{c.ValidationAccuracy:F4}</td><td>{c.ValidationLogLoss:F4}</td>"))
+                .Append(Invariant($"<td>{Encode(c.Head)}</td><td>{c.L2Regularization}</td><td>{c.ValidationAccuracy:F4}</td><td>{c.ValidationLogLoss:F4}</td><td>{c.BestEpoch} / {c.EpochsRun}</td>"))
                 .Append(chosen ? "<td>chosen</td>" : "<td></td>")
                 .Append("</tr>\n");
         }

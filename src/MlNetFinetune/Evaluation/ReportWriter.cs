@@ -77,7 +77,7 @@ public static class ReportWriter
             md.AppendLine("| --- | ---: | ---: | ---: | ---: | --- |");
             foreach (var c in t.HeadCandidates)
             {
-                var chosen = c.Head.StartsWith(t.Head, StringComparison.Ordinal) && c.L2Regularization == t.L2Regularization ? "yes" : string.Empty;
+                var chosen = t.IsChosen(c) ? "yes" : string.Empty;
                 md.AppendLine(Invariant($"| {c.Head} | {c.L2Regularization} | {c.ValidationAccuracy:F4} | {c.ValidationLogLoss:F4} | {c.BestEpoch} / {c.EpochsRun} | {chosen} |"));
             }
         }

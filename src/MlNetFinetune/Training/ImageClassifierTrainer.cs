@@ -82,6 +82,7 @@ public sealed class ImageClassifierTrainer(TrainingOptions options)
         var modelPath = Path.Combine(options.OutputFolder, TrainingOptions.ModelFileName);
         SaveModel(ml, backbone, labelToKey, head, classNames, report, workspace, fingerprint, modelPath);
         ReportWriter.WriteAll(report, options.OutputFolder);
+        HtmlReportWriter.Write(report, predictions, options.OutputFolder);
         AtomicFile.WriteAllText(Path.Combine(options.OutputFolder, TrainingOptions.PredictionsFileName), PredictionsCsv(predictions));
         return new TrainingResult(Path.GetFullPath(modelPath), report, predictions, featurization, backbone);
     }
