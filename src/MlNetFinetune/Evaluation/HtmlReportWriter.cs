@@ -49,11 +49,7 @@ public static class HtmlReportWriter
         .card .value.text { font-size: 15px; font-weight: 500; }
         .card .detail { font-size: 13px; color: #5f6368; }
         .plot { overflow-x: auto; }
-        svg { display: block; max-width: 100%; height: auto; font-family: inherit; fill: #1d1d1f; }
-        svg .muted { fill: #6b6f76; }
-        svg .axis-title { font-weight: 600; fill: #3c4043; }
-        svg .count { font-weight: 600; font-variant-numeric: tabular-nums; }
-        svg .value { font-size: 10px; fill: #3c4043; font-variant-numeric: tabular-nums; }
+        svg { display: block; max-width: 100%; height: auto; }
         table { border-collapse: collapse; font-variant-numeric: tabular-nums; }
         th, td { padding: 5px 14px; border-bottom: 1px solid #e3e3e3; text-align: right; }
         th:first-child, td:first-child { text-align: left; }
@@ -105,12 +101,12 @@ public static class HtmlReportWriter
         html.Append("</section>\n");
 
         html.Append("<section id=\"confusion-matrix\">\n<h2>Confusion matrix</h2>\n")
-            .Append("<p class=\"note\">Rows: true class; columns: predicted class. Blue cells are right, red ones mistakes; the darker, the larger the share of the true class. Hover a cell for its numbers.</p>\n")
-            .Append("<div class=\"plot\">").Append(SvgCharts.ConfusionHeatmap(report.ClassNames, report.ConfusionMatrix)).Append("</div>\n</section>\n");
+            .Append("<p class=\"note\">Rows: true class; columns: predicted class. Blue cells are right, red ones mistakes; the darker, the larger the share of the true class. Each cell shows its number of images.</p>\n")
+            .Append("<div class=\"plot\">").Append(ReportPlots.ConfusionHeatmap(report.ClassNames, report.ConfusionMatrix)).Append("</div>\n</section>\n");
 
         html.Append("<section id=\"per-class\">\n<h2>Precision, recall and F1 per class</h2>\n")
             .Append("<p class=\"note\">Precision: share of the images predicted as the class that are of it. Recall: share of the class's images found. F1: their harmonic mean.</p>\n")
-            .Append("<div class=\"plot\">").Append(SvgCharts.MetricBars(report.Classes)).Append("</div>\n</section>\n");
+            .Append("<div class=\"plot\">").Append(ReportPlots.MetricBars(report.Classes)).Append("</div>\n</section>\n");
 
         AppendHeadCandidates(html, t);
         AppendGallery(html, report, predictions);
