@@ -46,7 +46,7 @@ public static class HtmlReportWriter
         .card { border: 1px solid #e3e3e3; border-radius: 8px; padding: 10px 14px; background: #fafbfc; }
         .card .name { font-size: 12px; text-transform: uppercase; letter-spacing: 0.04em; color: #5f6368; }
         .card .value { font-size: 24px; font-weight: 600; font-variant-numeric: tabular-nums; }
-        .card .value.text { font-size: 15px; font-weight: 500; }
+        .card .value.text { font-size: 15px; font-weight: 500; overflow-wrap: anywhere; }
         .card .detail { font-size: 13px; color: #5f6368; }
         .plot { overflow-x: auto; }
         svg { display: block; max-width: 100%; height: auto; }
