@@ -1,10 +1,11 @@
 using System.CommandLine;
 using MlNetFinetune.Data;
 using MlNetFinetune.Prediction;
+using MlNetFinetune.Predictor.Serving;
 
 namespace MlNetFinetune.Predictor;
 
-/// <summary>Parses the Predictor's command line and maps it to batch prediction.</summary>
+/// <summary>Parses the Predictor's command line and maps it to batch prediction or the server.</summary>
 public static class PredictorCommandLine
 {
     public const int Success = 0;
@@ -39,7 +40,7 @@ public static class PredictorCommandLine
         var json = new Option<bool>("--json") { Description = "One JSON object per image (JSON lines) instead of text" };
         var file = new Option<string?>("--output") { Description = "Write the results to this .csv or .jsonl file and show progress instead of printing them" };
         var inputs = new Argument<string[]>("images") { Description = "Image files or folders (searched recursively)", Arity = ArgumentArity.OneOrMore };
-        var root = new RootCommand("Classifies images with a model trained by MlNetFinetune.") { model, top, json, file, inputs };
+        var root = new RootCommand("Classifies images with a model trained by MlNetFinetune.") { model, top, json, file, inputs, BuildServe(output, error) };
         top.Validators.Add(result =>
         {
             if (result.GetValueOrDefault<int>() < 1)
@@ -50,6 +51,24 @@ public static class PredictorCommandLine
         root.SetAction(parse => Predict(
             parse.GetValue(model)!, parse.GetValue(inputs)!, parse.GetValue(top), parse.GetValue(json), parse.GetValue(file), output, error, errorIsTerminal));
         return root;
+    }
+
+    private static Command BuildServe(TextWriter output, TextWriter error)
+    {
+        var model = new Option<string>("--model") { Description = "model.zip written by the Trainer", Required = true };
+        var urls = new Option<string>("--urls") { Description = "Addresses to listen on, separated by ';' (port 0: any free port)", DefaultValueFactory = _ => ServeOptions.DefaultUrls };
+        var maxBody = new Option<long>("--max-body-bytes") { Description = "Largest request body; larger ones get 413", DefaultValueFactory = _ => ServeOptions.DefaultMaxBodyBytes };
+        var maxPixels = new Option<long>("--max-pixels") { Description = "Largest width x height an image may declare; larger ones get 422 before decoding", DefaultValueFactory = _ => ServeOptions.DefaultMaxPixels };
+        var concurrency = new Option<int?>("--max-concurrency") { Description = $"Predictions run at once, each with its own copy of the model (default {ImageClassifier.DefaultMaxConcurrency} here)" };
+        var serve = new Command("serve", "Serves the model over HTTP: POST /predict, GET /health, GET /model.") { model, urls, maxBody, maxPixels, concurrency };
+        serve.SetAction(parse => Guard(error, () =>
+        {
+            PredictionServer.Run(
+                new ServeOptions(parse.GetValue(model)!, parse.GetValue(urls)!, parse.GetValue(maxBody), parse.GetValue(maxPixels), parse.GetValue(concurrency)),
+                output);
+            return Success;
+        }));
+        return serve;
     }
 
     /// <summary>
