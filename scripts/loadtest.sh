@@ -11,7 +11,8 @@ cd "$(dirname "$0")/.."
 requests="${REQUESTS:-200}"
 concurrency="${CONCURRENCY:-1,8,32}"
 images=data/fashion-mnist-sample
-sample="$(find "$images" -name '*.png' | sort | head -n 1)"
+# sed, not head: head would stop reading, and with pipefail sort's SIGPIPE would end the script.
+sample="$(find "$images" -name '*.png' | sort | sed -n 1p)"
 predict=src/Predictor/bin/Release/net10.0/mlnet-finetune-predict.dll
 train=src/Trainer/bin/Release/net10.0/mlnet-finetune-train.dll
 loadtest=tools/LoadTest/bin/Release/net10.0/mlnet-finetune-loadtest.dll
@@ -56,7 +57,7 @@ server_pid=$!
 start=$(date +%s%N)
 url=""
 for _ in $(seq 1 240); do
-    url="$(grep -o 'http://127\.0\.0\.1:[0-9]*' "$work/serve.out" | head -n 1 || true)"
+    url="$(grep -m 1 -o 'http://127\.0\.0\.1:[0-9]*' "$work/serve.out" || true)"
     [[ -n "$url" ]] && break
     if ! kill -0 "$server_pid" 2>/dev/null; then
         echo "server exited:" >&2

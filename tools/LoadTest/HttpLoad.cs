@@ -60,18 +60,20 @@ public static class HttpLoad
 
         output.WriteLine(string.Create(CultureInfo.InvariantCulture,
             $"POST {new Uri(options.Url, "/predict")}: {options.Requests} requests per level after {options.WarmUpRequests} untimed ones, {images.Length} distinct PNGs of {images.Average(i => i.Length):F0} bytes on average"));
-        output.WriteLine("| clients | requests | req/s | p50 ms | p99 ms | max ms | errors | server RSS before MB | server RSS after MB | server RSS peak MB |");
-        output.WriteLine("|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|");
+        output.WriteLine("| clients | requests | req/s | p50 ms | p99 ms | max ms | errors | server CPU ms/request | server RSS before MB | server RSS after MB | server RSS peak MB |");
+        output.WriteLine("|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|");
         var failed = false;
         foreach (var concurrency in options.Concurrency)
         {
             var before = Memory(options.ServerPid, "VmRSS");
+            var cpuBefore = CpuSeconds(options.ServerPid);
             var level = await LevelAsync(options, images, concurrency, options.Requests);
+            var cpu = CpuSeconds(options.ServerPid) - cpuBefore;
             var after = Memory(options.ServerPid, "VmRSS");
             var peak = Memory(options.ServerPid, "VmHWM");
             var latencies = new Latencies(level.Milliseconds);
             output.WriteLine(string.Create(CultureInfo.InvariantCulture,
-                $"| {concurrency} | {options.Requests} | {options.Requests / level.Elapsed.TotalSeconds:F1} | {Latencies.Ms(latencies.Percentile(50))} | {Latencies.Ms(latencies.Percentile(99))} | {Latencies.Ms(latencies.Percentile(100))} | {level.Errors} | {before} | {after} | {peak} |"));
+                $"| {concurrency} | {options.Requests} | {options.Requests / level.Elapsed.TotalSeconds:F1} | {Latencies.Ms(latencies.Percentile(50))} | {Latencies.Ms(latencies.Percentile(99))} | {Latencies.Ms(latencies.Percentile(100))} | {level.Errors} | {(cpu is { } seconds ? Latencies.Ms(seconds * 1000 / options.Requests) : "-")} | {before} | {after} | {peak} |"));
             if (level.FirstError is { } error)
             {
                 output.WriteLine($"first error at {concurrency} clients: {error}");
@@ -135,6 +137,23 @@ public static class HttpLoad
         {
             return $"{e.GetType().Name}: {e.Message}";
         }
+    }
+
+    /// <summary>
+    /// CPU time the server has used, all threads, from /proc (utime + stime, in USER_HZ ticks, 100 a second on Linux).
+    /// Unlike latency it hardly changes when other programs compete for the cores, so it is the steadier figure.
+    /// </summary>
+    private static double? CpuSeconds(int? pid)
+    {
+        if (pid is null)
+        {
+            return null;
+        }
+
+        // The command name in parentheses may hold spaces; the fields after it are fixed: utime and stime are the 12th and 13th.
+        var stat = File.ReadAllText($"/proc/{pid}/stat");
+        var fields = stat[(stat.LastIndexOf(')') + 2)..].Split(' ');
+        return (long.Parse(fields[11], CultureInfo.InvariantCulture) + long.Parse(fields[12], CultureInfo.InvariantCulture)) / 100.0;
     }
 
     /// <summary>A memory figure of the server process from /proc, in MB, or "-" without a pid.</summary>

@@ -78,7 +78,7 @@ public static class PredictionServer
     /// </summary>
     public static void Run(ServeOptions options, TextWriter output)
     {
-        using var app = (IHost)Build(options);
+        using var app = Build(options);
         try
         {
             app.Start();
@@ -89,7 +89,7 @@ public static class PredictionServer
         }
 
         var classifier = app.Services.GetRequiredService<ImageClassifier>();
-        output.WriteLine($"serving {options.ModelPath} ({classifier.Classes.Count} classes, {classifier.MaxConcurrency} at a time) at {string.Join(' ', ((WebApplication)app).Urls)}; Ctrl+C stops");
+        output.WriteLine($"serving {options.ModelPath} ({classifier.Classes.Count} classes, {classifier.MaxConcurrency} at a time) at {string.Join(' ', app.Urls)}; Ctrl+C stops");
         app.WaitForShutdown();
     }
 }
