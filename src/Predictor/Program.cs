@@ -1,3 +1,3 @@
 using MlNetFinetune.Predictor;
 
-return PredictorCommandLine.Run(args, Console.Out, Console.Error);
+return PredictorCommandLine.Run(args, Console.Out, Console.Error, errorIsTerminal: !Console.IsErrorRedirected);
