@@ -36,7 +36,8 @@ dotnet build MlNetFinetune.sln -c Release -v q -nologo -clp:ErrorsOnly
 model="${1:-}"
 if [[ -z "$model" ]]; then
     echo "== train on $images (features come from the bottleneck cache after the first run)"
-    dotnet "$train" --data "$images" --output "$work/model" > "$work/train.log"
+    # 224 px and the last layer: the photo-sized model, the heaviest the Predictor serves (the sample's own default is 64 px).
+    dotnet "$train" --data "$images" --output "$work/model" --image-size 224 --features s4 > "$work/train.log"
     model="$work/model/model.zip"
 fi
 echo "model: $model"

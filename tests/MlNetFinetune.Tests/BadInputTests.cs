@@ -71,6 +71,8 @@ public sealed class BadInputTests(SampleModelFixture fixture)
         File.WriteAllBytes(zeroBytes, []);
         var truncated = Path.Combine(data, "Bag", "truncated.png");
         File.WriteAllBytes(truncated, File.ReadAllBytes(Directory.GetFiles(Path.Combine(data, "Bag"))[0])[..40]);
+        var cutOff = Path.Combine(data, "Bag", "cut-off.png");
+        File.WriteAllBytes(cutOff, File.ReadAllBytes(Directory.GetFiles(Path.Combine(data, "Bag"))[1])[..150]);
         var notAnImage = Path.Combine(data, "Trouser", "notes.jpg");
         File.WriteAllText(notAnImage, "this is not a picture");
         var output = NewFolder();
@@ -80,10 +82,11 @@ public sealed class BadInputTests(SampleModelFixture fixture)
         Assert.Equal(0, outcome.ExitCode);
         var report = ReportWriter.FromJson(File.ReadAllText(Path.Combine(output, ReportWriter.JsonFileName)));
         Assert.Equal(
-            new[] { notAnImage, truncated, zeroBytes }.Order(StringComparer.Ordinal),
+            new[] { notAnImage, truncated, cutOff, zeroBytes }.Order(StringComparer.Ordinal),
             report.SkippedFiles.Select(s => s.Path).Order(StringComparer.Ordinal));
         Assert.Equal(24, report.Training.TrainImages + report.Training.ValidationImages + report.Training.HeldOutImages);
         Assert.Contains("truncated.png", outcome.Output);
+        Assert.Contains(report.SkippedFiles, s => s.Path == cutOff && s.Reason.Contains("truncated", StringComparison.Ordinal));
         Assert.True(File.Exists(Path.Combine(output, "model.zip")));
     }
 

@@ -13,6 +13,13 @@ public static class ImageDecoder
             throw new InvalidDataException($"{source}: empty file (0 bytes)");
         }
 
+        // SkiaSharp decodes a cut-off PNG or JPEG without complaint, filling the missing rows; such an image would
+        // train and predict as if it were whole, so a file without its end marker is refused as truncated.
+        if (IsTruncated(encoded))
+        {
+            throw new InvalidDataException($"{source}: truncated image (the file ends before the image's end marker)");
+        }
+
         try
         {
             using var stream = new MemoryStream(encoded, writable: false);
@@ -23,4 +30,11 @@ public static class ImageDecoder
             throw new InvalidDataException($"{source}: not a decodable image ({e.Message.Split('\n')[0].Trim()})", e);
         }
     }
+
+    private static bool IsTruncated(ReadOnlySpan<byte> encoded) => Prediction.ImageHeader.DetectFormat(encoded) switch
+    {
+        Prediction.ImageFormat.Png => encoded.LastIndexOf("IEND"u8) is var end && (end < 0 || end < encoded.Length - 64),
+        Prediction.ImageFormat.Jpeg => encoded.TrimEnd((byte)0) is var trimmed && !trimmed.EndsWith((ReadOnlySpan<byte>)[0xFF, 0xD9]),
+        _ => false,
+    };
 }
