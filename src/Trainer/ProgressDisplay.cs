@@ -14,11 +14,13 @@ public static class ProgressDisplay
         if (!console.Profile.Capabilities.Interactive || Console.IsOutputRedirected)
         {
             var last = DateTime.MinValue;
+            var finished = false;
             return work(new SynchronousProgress(p =>
             {
-                if (DateTime.UtcNow - last >= s_plainInterval || p.Done == p.Total)
+                if (!finished && (DateTime.UtcNow - last >= s_plainInterval || p.Done == p.Total))
                 {
                     last = DateTime.UtcNow;
+                    finished = p.Done == p.Total;
                     console.WriteLine(Describe(p));
                 }
             }));
