@@ -126,9 +126,14 @@ public static class ResNet18Backbone
     /// <summary>Hash of the options, the graph version and the network weights: features under another fingerprint are never reused.</summary>
     public static string Fingerprint(BackboneOptions options)
     {
+        var text = Encoding.UTF8.GetBytes($"{options.Describe()};graph={GraphVersion};weights={s_weightsHash.Value}");
+        return Convert.ToHexStringLower(SHA256.HashData(text))[..16];
+    }
+
+    /// <summary>The 64 MB of ONNX files are hashed once per process, not on every training run or shard.</summary>
+    private static readonly Lazy<string> s_weightsHash = new(() =>
+    {
         using var sha = SHA256.Create();
-        var describe = Encoding.UTF8.GetBytes($"{options.Describe()};graph={GraphVersion};");
-        sha.TransformBlock(describe, 0, describe.Length, null, 0);
         foreach (var file in new[] { PreprocessFile, NetworkFile })
         {
             var bytes = File.ReadAllBytes(Path.Combine(ModelDirectory, file));
@@ -136,8 +141,8 @@ public static class ResNet18Backbone
         }
 
         sha.TransformFinalBlock([], 0, 0);
-        return Convert.ToHexStringLower(sha.Hash!)[..16];
-    }
+        return Convert.ToHexStringLower(sha.Hash!);
+    });
 
     private static float[] ResampleMeanImage(ModelProto preprocess, int size)
     {

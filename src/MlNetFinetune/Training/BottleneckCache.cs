@@ -15,6 +15,7 @@ public sealed class BottleneckCache : IDisposable
     private static readonly byte[] s_magic = "MNFBNK01"u8.ToArray();
 
     private readonly ConcurrentDictionary<string, float[]> _features = new(StringComparer.Ordinal);
+    private readonly Dictionary<string, long> _wholeRecordsLength = new(StringComparer.Ordinal);
     private readonly Lock _writeLock = new();
     private FileStream? _writer;
 
@@ -101,7 +102,7 @@ public sealed class BottleneckCache : IDisposable
     {
         var path = Path.Combine(Directory, writerName + FileExtension);
         // A torn last record left by a killed run is cut off, so new records follow whole ones.
-        var validLength = File.Exists(path) ? ValidLength(path) : 0;
+        var validLength = _wholeRecordsLength.GetValueOrDefault(path);
         var stream = new FileStream(path, FileMode.OpenOrCreate, FileAccess.ReadWrite, FileShare.Read);
         stream.SetLength(validLength);
         if (validLength == 0)
@@ -116,9 +117,7 @@ public sealed class BottleneckCache : IDisposable
         return stream;
     }
 
-    private long ValidLength(string path) => ReadRecords(path, (_, _) => { });
-
-    private void Load(string path) => ReadRecords(path, (key, features) => _features.TryAdd(key, features));
+    private void Load(string path) => _wholeRecordsLength[path] = ReadRecords(path, (key, features) => _features.TryAdd(key, features));
 
     /// <summary>Streams whole records, returns the length they cover; a file of another feature size is ignored.</summary>
     private long ReadRecords(string path, Action<string, float[]> onRecord)
