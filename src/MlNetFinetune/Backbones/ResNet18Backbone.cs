@@ -2,6 +2,7 @@ using System.Security.Cryptography;
 using System.Text;
 using Google.Protobuf;
 using Onnx;
+using static MlNetFinetune.Backbones.OnnxGraph;
 
 namespace MlNetFinetune.Backbones;
 
@@ -19,7 +20,6 @@ public static class ResNet18Backbone
 
     private const string NetworkInput = "Input247";
     private const int PretrainedSize = 224;
-    private const int FloatType = (int)TensorProto.Types.DataType.Float;
 
     private static readonly string[] s_stageOutputs = ["ReLU283_Output_0", "ReLU315_Output_0", "ReLU347_Output_0", "ReLU393_Output_0"];
 
@@ -46,12 +46,14 @@ public static class ResNet18Backbone
     /// Builds the feature graph. <paramref name="batchSize"/> null leaves the batch dimension dynamic and outputs
     /// [batch, features] for bulk featurization; 1 gives the [features] vector the ML.NET chain binds to.
     /// </summary>
-    public static byte[] BuildGraph(BackboneOptions options, int? batchSize)
+    /// <param name="network">The network to wrap; null for the pretrained one (<see cref="LoadNetwork"/>). A fine-tuned
+    /// network with the same tensor names (its batch norms folded, say) takes its place.</param>
+    public static byte[] BuildGraph(BackboneOptions options, int? batchSize, ModelProto? network = null)
     {
         options.Validate();
         var taps = options.ParseTaps();
         var preprocess = ModelProto.Parser.ParseFrom(File.ReadAllBytes(Path.Combine(ModelDirectory, PreprocessFile)));
-        var model = ModelProto.Parser.ParseFrom(File.ReadAllBytes(Path.Combine(ModelDirectory, NetworkFile)));
+        var model = network?.Clone() ?? LoadNetwork();
         var graph = model.Graph;
         var size = options.ImageSize;
 
@@ -67,7 +69,7 @@ public static class ResNet18Backbone
             graph.Input.Add(TensorValue(initializer.Name, initializer.DataType, [.. initializer.Dims.Select(Dim)]));
         }
 
-        var network = graph.Node.ToList();
+        var networkNodes = graph.Node.ToList();
         graph.Node.Clear();
 
         // The preprocessing graph's channel swap and mean image, with the mean image resampled to the input size.
@@ -79,7 +81,7 @@ public static class ResNet18Backbone
         AddInitializer(graph, mean);
         graph.Node.Add(Node("Sub", [bgr, mean.Name], [NetworkInput]));
 
-        graph.Node.AddRange(network.Where(n => n.OpType != "AveragePool" || !n.Output.Contains("Pooling395_Output_0")));
+        graph.Node.AddRange(networkNodes.Where(n => n.OpType != "AveragePool" || !n.Output.Contains("Pooling395_Output_0")));
 
         var pooled = new List<string>();
         foreach (var tap in taps)
@@ -110,18 +112,22 @@ public static class ResNet18Backbone
         else
         {
             graph.Node.Add(Node("Concat", pooled, ["mlnetfinetune_concat"], IntAttribute("axis", 1)));
-            var shape = new TensorProto { Name = "mlnetfinetune_shape", DataType = (int)TensorProto.Types.DataType.Int64 };
-            shape.Dims.Add(1);
-            shape.Int64Data.Add(-1);
+            var shape = Int64Tensor("mlnetfinetune_shape", [1], [-1]);
             AddInitializer(graph, shape);
             graph.Node.Add(Node("Reshape", ["mlnetfinetune_concat", shape.Name], [Pipeline.ColumnNames.Features]));
             graph.Output.Add(TensorValue(Pipeline.ColumnNames.Features, FloatType, Dim(batchSize.Value * featureSize)));
         }
 
-        PruneUnusedNodes(graph);
+        PruneUnused(graph);
         model.ProducerName = "MlNetFinetune";
         return model.ToByteArray();
     }
+
+    /// <summary>The pretrained ResNet18 network as the package ships it: input <c>Input247</c>, BGR minus the mean image, [1,3,224,224].</summary>
+    public static ModelProto LoadNetwork() => ModelProto.Parser.ParseFrom(File.ReadAllBytes(Path.Combine(ModelDirectory, NetworkFile)));
+
+    /// <summary>Names of the stage-end activations (after the ReLU) of stages 1 to 4.</summary>
+    public static IReadOnlyList<string> StageOutputs => s_stageOutputs;
 
     /// <summary>Hash of the options, the graph version and the network weights: features under another fingerprint are never reused.</summary>
     public static string Fingerprint(BackboneOptions options)
@@ -147,9 +153,7 @@ public static class ResNet18Backbone
     private static float[] ResampleMeanImage(ModelProto preprocess, int size)
     {
         var tensor = preprocess.Graph.Initializer.Single(t => t.Name == "MeanImage");
-        var source = tensor.FloatData.Count > 0
-            ? tensor.FloatData.ToArray()
-            : System.Runtime.InteropServices.MemoryMarshal.Cast<byte, float>(tensor.RawData.Span).ToArray();
+        var source = FloatValues(tensor);
         if (size == PretrainedSize)
         {
             return source;
@@ -183,79 +187,5 @@ public static class ResNet18Backbone
         }
 
         return target;
-    }
-
-    private static void PruneUnusedNodes(GraphProto graph)
-    {
-        var needed = new HashSet<string>(graph.Output.Select(o => o.Name));
-        var kept = new List<NodeProto>();
-        foreach (var node in graph.Node.Reverse())
-        {
-            if (node.Output.Any(needed.Contains))
-            {
-                kept.Add(node);
-                needed.UnionWith(node.Input);
-            }
-        }
-
-        kept.Reverse();
-        graph.Node.Clear();
-        graph.Node.AddRange(kept);
-        var unusedInitializers = graph.Initializer.Where(i => !needed.Contains(i.Name)).Select(i => i.Name).ToHashSet();
-        foreach (var initializer in graph.Initializer.Where(i => unusedInitializers.Contains(i.Name)).ToList())
-        {
-            graph.Initializer.Remove(initializer);
-        }
-
-        foreach (var input in graph.Input.Where(i => unusedInitializers.Contains(i.Name)).ToList())
-        {
-            graph.Input.Remove(input);
-        }
-    }
-
-    private static void AddInitializer(GraphProto graph, TensorProto tensor)
-    {
-        graph.Initializer.Add(tensor);
-        graph.Input.Add(TensorValue(tensor.Name, tensor.DataType, [.. tensor.Dims.Select(Dim)]));
-    }
-
-    private static TensorProto FloatTensor(string name, long[] dims, float[] values)
-    {
-        var tensor = new TensorProto { Name = name, DataType = (int)TensorProto.Types.DataType.Float };
-        tensor.Dims.AddRange(dims);
-        tensor.RawData = ByteString.CopyFrom(System.Runtime.InteropServices.MemoryMarshal.AsBytes(values.AsSpan()));
-        return tensor;
-    }
-
-    private static TensorShapeProto.Types.Dimension Dim(long value) => new() { DimValue = value };
-
-    private static ValueInfoProto TensorValue(string name, int elementType, params TensorShapeProto.Types.Dimension[] dims)
-    {
-        var shape = new TensorShapeProto();
-        shape.Dim.AddRange(dims);
-        return new ValueInfoProto
-        {
-            Name = name,
-            Type = new TypeProto { TensorType = new TypeProto.Types.Tensor { ElemType = elementType, Shape = shape } },
-        };
-    }
-
-    private static NodeProto Node(string opType, IEnumerable<string> inputs, IEnumerable<string> outputs, params AttributeProto[] attributes)
-    {
-        var node = new NodeProto { OpType = opType, Name = $"mlnetfinetune_{opType}_{string.Join('_', outputs)}" };
-        node.Input.AddRange(inputs);
-        node.Output.AddRange(outputs);
-        node.Attribute.AddRange(attributes);
-        return node;
-    }
-
-    private static AttributeProto IntAttribute(string name, long value) =>
-        new() { Name = name, Type = AttributeProto.Types.AttributeType.Int, I = value };
-
-    private static AttributeProto IntsAttribute(string name, params long[] values)
-    {
-        var attribute = new AttributeProto { Name = name, Type = AttributeProto.Types.AttributeType.Ints };
-        attribute.Ints.AddRange(values);
-        return attribute;
     }
 }

@@ -1,0 +1,114 @@
+using System.Runtime.InteropServices;
+using Google.Protobuf;
+using Onnx;
+
+namespace MlNetFinetune.Backbones;
+
+/// <summary>
+/// Small builders for ONNX protobuf objects, shared by every graph rewrite (backbone, batch-norm folding, training
+/// graphs, quantization, export) so that each reads as the graph it builds.
+/// </summary>
+internal static class OnnxGraph
+{
+    public const int FloatType = (int)TensorProto.Types.DataType.Float;
+    public const int Int64Type = (int)TensorProto.Types.DataType.Int64;
+
+    /// <summary>A node named after its op and outputs, which keeps names unique as long as output names are.</summary>
+    public static NodeProto Node(string opType, IEnumerable<string> inputs, IEnumerable<string> outputs, params AttributeProto[] attributes)
+    {
+        var outputList = outputs.ToList();
+        var node = new NodeProto { OpType = opType, Name = $"mlnetfinetune_{opType}_{string.Join('_', outputList)}" };
+        node.Input.AddRange(inputs);
+        node.Output.AddRange(outputList);
+        node.Attribute.AddRange(attributes);
+        return node;
+    }
+
+    public static AttributeProto IntAttribute(string name, long value) =>
+        new() { Name = name, Type = AttributeProto.Types.AttributeType.Int, I = value };
+
+    public static AttributeProto FloatAttribute(string name, float value) =>
+        new() { Name = name, Type = AttributeProto.Types.AttributeType.Float, F = value };
+
+    public static AttributeProto IntsAttribute(string name, params long[] values)
+    {
+        var attribute = new AttributeProto { Name = name, Type = AttributeProto.Types.AttributeType.Ints };
+        attribute.Ints.AddRange(values);
+        return attribute;
+    }
+
+    public static TensorProto FloatTensor(string name, long[] dims, ReadOnlySpan<float> values)
+    {
+        var tensor = new TensorProto { Name = name, DataType = FloatType };
+        tensor.Dims.AddRange(dims);
+        tensor.RawData = ByteString.CopyFrom(MemoryMarshal.AsBytes(values));
+        return tensor;
+    }
+
+    public static TensorProto Int64Tensor(string name, long[] dims, ReadOnlySpan<long> values)
+    {
+        var tensor = new TensorProto { Name = name, DataType = Int64Type };
+        tensor.Dims.AddRange(dims);
+        tensor.RawData = ByteString.CopyFrom(MemoryMarshal.AsBytes(values));
+        return tensor;
+    }
+
+    /// <summary>The values of a float initializer, whichever of its two storage fields holds them.</summary>
+    public static float[] FloatValues(TensorProto tensor) => tensor.FloatData.Count > 0
+        ? [.. tensor.FloatData]
+        : MemoryMarshal.Cast<byte, float>(tensor.RawData.Span).ToArray();
+
+    public static TensorShapeProto.Types.Dimension Dim(long value) => new() { DimValue = value };
+
+    public static TensorShapeProto.Types.Dimension Dim(string symbol) => new() { DimParam = symbol };
+
+    public static ValueInfoProto TensorValue(string name, int elementType, params TensorShapeProto.Types.Dimension[] dims)
+    {
+        var shape = new TensorShapeProto();
+        shape.Dim.AddRange(dims);
+        return new ValueInfoProto
+        {
+            Name = name,
+            Type = new TypeProto { TensorType = new TypeProto.Types.Tensor { ElemType = elementType, Shape = shape } },
+        };
+    }
+
+    /// <summary>
+    /// Adds <paramref name="tensor"/> as an initializer. Opset-8 graphs (this backbone's) must also list every
+    /// initializer as a graph input, so it is listed there too.
+    /// </summary>
+    public static void AddInitializer(GraphProto graph, TensorProto tensor)
+    {
+        graph.Initializer.Add(tensor);
+        graph.Input.Add(TensorValue(tensor.Name, tensor.DataType, [.. tensor.Dims.Select(Dim)]));
+    }
+
+    /// <summary>Removes nodes no output depends on, then initializers (and their input entries) no node reads.</summary>
+    public static void PruneUnused(GraphProto graph)
+    {
+        var needed = new HashSet<string>(graph.Output.Select(o => o.Name), StringComparer.Ordinal);
+        var kept = new List<NodeProto>();
+        foreach (var node in graph.Node.Reverse())
+        {
+            if (node.Output.Any(needed.Contains))
+            {
+                kept.Add(node);
+                needed.UnionWith(node.Input);
+            }
+        }
+
+        kept.Reverse();
+        graph.Node.Clear();
+        graph.Node.AddRange(kept);
+        var unused = graph.Initializer.Where(i => !needed.Contains(i.Name)).Select(i => i.Name).ToHashSet(StringComparer.Ordinal);
+        foreach (var initializer in graph.Initializer.Where(i => unused.Contains(i.Name)).ToList())
+        {
+            graph.Initializer.Remove(initializer);
+        }
+
+        foreach (var input in graph.Input.Where(i => unused.Contains(i.Name)).ToList())
+        {
+            graph.Input.Remove(input);
+        }
+    }
+}
