@@ -83,6 +83,40 @@ internal static class OnnxGraph
         graph.Input.Add(TensorValue(tensor.Name, tensor.DataType, [.. tensor.Dims.Select(Dim)]));
     }
 
+    /// <summary>
+    /// Adds <paramref name="tensor"/> as an initializer only, not as a graph input: in graphs of IR version 4 and later
+    /// that makes it a constant, which ONNX Runtime may fold and use for shape inference (an initializer that is also an
+    /// input can be overridden at run time, so it cannot).
+    /// </summary>
+    public static void AddConstant(GraphProto graph, TensorProto tensor) => graph.Initializer.Add(tensor);
+
+    /// <summary>Replaces the values of the float initializer <paramref name="name"/>, keeping its name and shape.</summary>
+    public static void SetFloatValues(GraphProto graph, string name, ReadOnlySpan<float> values)
+    {
+        var tensor = graph.Initializer.Single(t => t.Name == name);
+        if (tensor.Dims.Aggregate(1L, (a, b) => a * b) != values.Length)
+        {
+            throw new ArgumentException($"{name}: {values.Length} values for a tensor of shape [{string.Join(',', tensor.Dims)}]");
+        }
+
+        tensor.FloatData.Clear();
+        tensor.RawData = ByteString.CopyFrom(MemoryMarshal.AsBytes(values));
+    }
+
+    /// <summary>A 1-D int64 constant (shapes, axes, pads), added to <paramref name="graph"/> under <paramref name="name"/>.</summary>
+    public static string Int64Constant(GraphProto graph, string name, params long[] values)
+    {
+        AddConstant(graph, Int64Tensor(name, [values.Length], values));
+        return name;
+    }
+
+    /// <summary>A float constant of shape [] (a scalar), added to <paramref name="graph"/> under <paramref name="name"/>.</summary>
+    public static string ScalarConstant(GraphProto graph, string name, float value)
+    {
+        AddConstant(graph, FloatTensor(name, [], [value]));
+        return name;
+    }
+
     /// <summary>Removes nodes no output depends on, then initializers (and their input entries) no node reads.</summary>
     public static void PruneUnused(GraphProto graph)
     {

@@ -1,0 +1,219 @@
+using Onnx;
+using static MlNetFinetune.Backbones.OnnxGraph;
+
+namespace MlNetFinetune.Training.FineTuning;
+
+/// <summary>Height, width and channels of an activation map.</summary>
+internal sealed record MapShape(int Height, int Width, int Channels)
+{
+    public int Positions => Height * Width;
+
+    public int Size => Height * Width * Channels;
+}
+
+/// <summary>
+/// A convolution of the trainable part with everything the training graphs need to know about it. Pads are the
+/// ONNX ones, each side on its own: this backbone's stride-2 convolutions pad one row and column at the top and left
+/// and none at the bottom and right, and the index tables reproduce that exactly.
+/// </summary>
+internal sealed record ConvLayer(
+    string Input,
+    string Output,
+    string WeightName,
+    string BiasName,
+    MapShape InputShape,
+    MapShape OutputShape,
+    int KernelHeight,
+    int KernelWidth,
+    int Stride,
+    int PadTop,
+    int PadLeft,
+    int PadBottom,
+    int PadRight)
+{
+    public int Taps => KernelHeight * KernelWidth;
+
+    /// <summary>Rows of the weight matrix: one per kernel tap and input channel.</summary>
+    public int WeightRows => Taps * InputShape.Channels;
+
+    /// <summary>A 1x1, stride-1, unpadded convolution reads its input as the column matrix itself, with no gather.</summary>
+    public bool IsPointwise => Taps == 1 && Stride == 1 && PadTop + PadLeft + PadBottom + PadRight == 0;
+}
+
+/// <summary>One step of the trainable part, in graph order.</summary>
+internal abstract record NetworkOp(string Output);
+
+internal sealed record ConvOp(ConvLayer Conv) : NetworkOp(Conv.Output);
+
+internal sealed record ReluOp(string Input, string Output) : NetworkOp(Output);
+
+internal sealed record AddOp(string Left, string Right, string Output) : NetworkOp(Output);
+
+/// <summary>
+/// The part of a (batch-norm folded) network between a frozen activation and the taps the head reads: the ops that
+/// train, in order, with every activation's shape. Only Conv (+bias), Relu and Add occur in it; anything else is
+/// refused with the op named, so a new backbone fails loudly rather than training something else.
+/// </summary>
+internal sealed class TrainableNetwork
+{
+    private TrainableNetwork(string input, IReadOnlyList<NetworkOp> ops, IReadOnlyDictionary<string, MapShape> shapes)
+    {
+        Input = input;
+        Ops = ops;
+        Shapes = shapes;
+        Convs = [.. ops.OfType<ConvOp>().Select(o => o.Conv)];
+    }
+
+    /// <summary>The frozen activation the trainable part starts from (what the cache holds).</summary>
+    public string Input { get; }
+
+    public IReadOnlyList<NetworkOp> Ops { get; }
+
+    public IReadOnlyDictionary<string, MapShape> Shapes { get; }
+
+    public IReadOnlyList<ConvLayer> Convs { get; }
+
+    public MapShape InputShape => Shapes[Input];
+
+    /// <summary>
+    /// The nodes of <paramref name="graph"/> that lie on a path from <paramref name="input"/> to one of
+    /// <paramref name="outputs"/>. Every other input of those nodes must be an initializer: an output that also needs
+    /// an activation from below <paramref name="input"/> cannot be computed from the cache.
+    /// </summary>
+    public static TrainableNetwork Extract(GraphProto graph, string input, MapShape inputShape, IReadOnlyCollection<string> outputs)
+    {
+        var initializers = graph.Initializer.ToDictionary(i => i.Name, StringComparer.Ordinal);
+        var needed = new HashSet<string>(outputs, StringComparer.Ordinal);
+        foreach (var node in graph.Node.Reverse())
+        {
+            if (node.Output.Any(needed.Contains) && node.Output[0] != input)
+            {
+                needed.UnionWith(node.Input.Where(i => !initializers.ContainsKey(i)));
+            }
+        }
+
+        var shapes = new Dictionary<string, MapShape>(StringComparer.Ordinal) { [input] = inputShape };
+        var ops = new List<NetworkOp>();
+        foreach (var node in graph.Node)
+        {
+            if (!node.Output.Any(needed.Contains) || node.Output[0] == input || !node.Input.Any(shapes.ContainsKey))
+            {
+                continue;
+            }
+
+            var missing = node.Input.FirstOrDefault(i => !shapes.ContainsKey(i) && !initializers.ContainsKey(i));
+            if (missing is not null)
+            {
+                throw new InvalidOperationException(
+                    $"{node.OpType} '{node.Name}' also reads '{missing}', which lies below the frozen activation '{input}'; train more stages or drop that tap");
+            }
+
+            var first = shapes[node.Input[0]];
+            switch (node.OpType)
+            {
+                case "Conv":
+                    var conv = ReadConv(node, first, initializers);
+                    shapes[conv.Output] = conv.OutputShape;
+                    ops.Add(new ConvOp(conv));
+                    break;
+                case "Relu":
+                    shapes[node.Output[0]] = first;
+                    ops.Add(new ReluOp(node.Input[0], node.Output[0]));
+                    break;
+                case "Add" when node.Input.Count == 2 && shapes.TryGetValue(node.Input[1], out var second) && second == first:
+                    shapes[node.Output[0]] = first;
+                    ops.Add(new AddOp(node.Input[0], node.Input[1], node.Output[0]));
+                    break;
+                default:
+                    throw new NotSupportedException($"{node.OpType} '{node.Name}': fine-tuning supports only Conv, Relu and Add between the frozen part and the taps");
+            }
+        }
+
+        var unreachable = outputs.FirstOrDefault(o => !shapes.ContainsKey(o));
+        if (unreachable is not null)
+        {
+            throw new InvalidOperationException($"'{unreachable}' does not follow from the frozen activation '{input}'");
+        }
+
+        return new TrainableNetwork(input, ops, shapes);
+    }
+
+    /// <summary>The weight of <paramref name="conv"/> as the training graphs hold it: [taps * C, K], row = tap * C + c, tap = dy * kw + dx.</summary>
+    public static float[] ToWeightMatrix(ConvLayer conv, ReadOnlySpan<float> onnxWeight)
+    {
+        int c = conv.InputShape.Channels, k = conv.OutputShape.Channels, taps = conv.Taps;
+        var matrix = new float[taps * c * k];
+        for (var kk = 0; kk < k; kk++)
+        {
+            for (var cc = 0; cc < c; cc++)
+            {
+                for (var t = 0; t < taps; t++)
+                {
+                    matrix[((t * c) + cc) * k + kk] = onnxWeight[((kk * c) + cc) * taps + t];
+                }
+            }
+        }
+
+        return matrix;
+    }
+
+    /// <summary>The inverse of <see cref="ToWeightMatrix"/>: back to ONNX's [K, C, kh, kw].</summary>
+    public static float[] FromWeightMatrix(ConvLayer conv, ReadOnlySpan<float> matrix)
+    {
+        int c = conv.InputShape.Channels, k = conv.OutputShape.Channels, taps = conv.Taps;
+        var weight = new float[taps * c * k];
+        for (var kk = 0; kk < k; kk++)
+        {
+            for (var cc = 0; cc < c; cc++)
+            {
+                for (var t = 0; t < taps; t++)
+                {
+                    weight[((kk * c) + cc) * taps + t] = matrix[((t * c) + cc) * k + kk];
+                }
+            }
+        }
+
+        return weight;
+    }
+
+    private static ConvLayer ReadConv(NodeProto node, MapShape input, Dictionary<string, TensorProto> initializers)
+    {
+        long[] Ints(string name, params long[] fallback) =>
+            node.Attribute.FirstOrDefault(a => a.Name == name) is { } attribute ? [.. attribute.Ints] : fallback;
+
+        var weight = initializers[node.Input[1]];
+        if (node.Input.Count < 3 || !initializers.ContainsKey(node.Input[2]))
+        {
+            throw new NotSupportedException($"Conv '{node.Name}' has no bias; fold the batch norms first (BatchNormFolding)");
+        }
+
+        var autoPad = node.Attribute.FirstOrDefault(a => a.Name == "auto_pad")?.S.ToStringUtf8() ?? "NOTSET";
+        var group = node.Attribute.FirstOrDefault(a => a.Name == "group")?.I ?? 1;
+        var strides = Ints("strides", 1, 1);
+        var pads = Ints("pads", 0, 0, 0, 0);
+        if (autoPad != "NOTSET" || group != 1 || Ints("dilations", 1, 1).Any(d => d != 1) || strides[0] != strides[1]
+            || weight.Dims.Count != 4 || weight.Dims[1] != input.Channels)
+        {
+            throw new NotSupportedException($"Conv '{node.Name}': only ungrouped, undilated 2-D convolutions with explicit pads and equal strides are supported");
+        }
+
+        int kernelHeight = (int)weight.Dims[2], kernelWidth = (int)weight.Dims[3], stride = (int)strides[0];
+        int top = (int)pads[0], left = (int)pads[1], bottom = (int)pads[2], right = (int)pads[3];
+        var output = new MapShape(
+            ((input.Height + top + bottom - kernelHeight) / stride) + 1,
+            ((input.Width + left + right - kernelWidth) / stride) + 1,
+            (int)weight.Dims[0]);
+        return new ConvLayer(node.Input[0], node.Output[0], node.Input[1], node.Input[2], input, output,
+            kernelHeight, kernelWidth, stride, top, left, bottom, right);
+    }
+
+    /// <summary>The initial weight matrix and bias of every convolution, read from <paramref name="graph"/>.</summary>
+    public IEnumerable<(ConvLayer Conv, float[] Weight, float[] Bias)> ReadParameters(GraphProto graph)
+    {
+        var initializers = graph.Initializer.ToDictionary(i => i.Name, StringComparer.Ordinal);
+        foreach (var conv in Convs)
+        {
+            yield return (conv, ToWeightMatrix(conv, FloatValues(initializers[conv.WeightName])), FloatValues(initializers[conv.BiasName]));
+        }
+    }
+}
