@@ -8,7 +8,7 @@ namespace MlNetFinetune.Tests.FineTuning;
 /// </summary>
 internal sealed class GradientProbe(TrainableNetwork network, IReadOnlyList<HeadTap> taps, int classes, float[] maps, long[] labels) : IDisposable
 {
-    private readonly TrainingSession _session = new(network, taps, classes, momentum: 0.9f, weightDecay: 0,
+    private readonly TrainStepSession _session = new(network, taps, classes, momentum: 0.9f, weightDecay: 0,
         TrainingGraphBuilder.ParameterNames(network).ToDictionary(n => n, n => new float[Size(network, taps, classes, n)]), halfPrecision: false);
 
     public (double Loss, Dictionary<string, float[]> Gradients) LossAndGradients(IReadOnlyDictionary<string, float[]> weights)
@@ -18,7 +18,11 @@ internal sealed class GradientProbe(TrainableNetwork network, IReadOnlyList<Head
         return (loss, _session.Momenta.ToDictionary(m => m.Key, m => (float[])m.Value.Clone(), StringComparer.Ordinal));
     }
 
-    public double Loss(IReadOnlyDictionary<string, float[]> weights) => LossAndGradients(weights).Loss;
+    public double Loss(IReadOnlyDictionary<string, float[]> weights)
+    {
+        _session.Load(weights, momenta: null);
+        return _session.Step(maps, labels, labels.Length, 0, 0);
+    }
 
     /// <summary>g · d against (L(w + h d) - L(w - h d)) / 2h for a random d scaled to each tensor's root mean square.</summary>
     public (double Analytic, double Numeric) Directional(IReadOnlyDictionary<string, float[]> weights, IReadOnlyDictionary<string, float[]> gradients, int seed, double step)
@@ -39,14 +43,29 @@ internal sealed class GradientProbe(TrainableNetwork network, IReadOnlyList<Head
     public IEnumerable<(int Index, double Analytic, double Numeric)> Coordinates(IReadOnlyDictionary<string, float[]> weights, IReadOnlyDictionary<string, float[]> gradients, string name, int count, double step)
     {
         var gradient = gradients[name];
-        foreach (var index in Enumerable.Range(0, gradient.Length).OrderByDescending(i => Math.Abs(gradient[i])).Take(count).ToList())
+        var largest = new List<int>();
+        for (var i = 0; i < gradient.Length; i++)
         {
-            var moved = weights.ToDictionary(w => w.Key, w => (float[])w.Value.Clone());
+            if (largest.Count < count || Math.Abs(gradient[i]) > Math.Abs(gradient[largest[^1]]))
+            {
+                largest.Add(i);
+                largest.Sort((a, b) => Math.Abs(gradient[b]).CompareTo(Math.Abs(gradient[a])));
+                if (largest.Count > count)
+                {
+                    largest.RemoveAt(count);
+                }
+            }
+        }
+
+        var moved = new Dictionary<string, float[]>(weights, StringComparer.Ordinal) { [name] = (float[])weights[name].Clone() };
+        foreach (var index in largest)
+        {
             var original = moved[name][index];
             moved[name][index] = (float)(original + step);
             var plus = Loss(moved);
             moved[name][index] = (float)(original - step);
             var minus = Loss(moved);
+            moved[name][index] = original;
             yield return (index, gradient[index], (plus - minus) / (2 * step));
         }
     }
@@ -65,7 +84,7 @@ internal sealed class GradientProbe(TrainableNetwork network, IReadOnlyList<Head
             [TrainingGraphBuilder.HeadWeight] = new float[features * classes],
             [TrainingGraphBuilder.HeadBias] = new float[classes],
         };
-        using var session = new TrainingSession(network, reluInputs, classes, 0.9f, 0, all, halfPrecision: false);
+        using var session = new TrainStepSession(network, reluInputs, classes, 0.9f, 0, all, halfPrecision: false);
         var (_, _, values) = session.Evaluate(maps, labels, labels.Length);
         return values.Min(v => Math.Abs(v));
     }

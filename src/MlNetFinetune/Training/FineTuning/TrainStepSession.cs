@@ -10,7 +10,7 @@ namespace MlNetFinetune.Training.FineTuning;
 /// weights never leave their buffers and no step allocates them. The buffers are managed arrays, read and written
 /// directly for checkpoints and export.
 /// </summary>
-internal sealed class TrainingSession : IDisposable
+internal sealed class TrainStepSession : IDisposable
 {
     private readonly InferenceSession _train;
     private readonly InferenceSession _evaluate;
@@ -28,7 +28,7 @@ internal sealed class TrainingSession : IDisposable
     private readonly MapShape _mapShape;
     private int _current;
 
-    public TrainingSession(TrainableNetwork network, IReadOnlyList<HeadTap> taps, int classes, float momentum, float weightDecay,
+    public TrainStepSession(TrainableNetwork network, IReadOnlyList<HeadTap> taps, int classes, float momentum, float weightDecay,
         IReadOnlyDictionary<string, float[]> initial, bool halfPrecision, string? profilePrefix = null)
     {
         _names = TrainingGraphBuilder.ParameterNames(network);

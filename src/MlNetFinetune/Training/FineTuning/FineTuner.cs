@@ -1,0 +1,319 @@
+using System.Diagnostics;
+using System.Security.Cryptography;
+using Microsoft.ML.OnnxRuntime;
+using MlNetFinetune.Backbones;
+using Onnx;
+
+namespace MlNetFinetune.Training.FineTuning;
+
+/// <summary>
+/// Fine-tunes the top stages of the ResNet18 backbone together with a new softmax head, on ONNX Runtime alone.
+/// The frozen lower part runs once per image into an in-memory cache (PyTorch's usual recipe recomputes it every
+/// step); each SGD step is one ONNX graph (forward, backward, update) over the cached maps, flipped and shifted for
+/// augmentation; the validation images are scored after every epoch, and the epoch with the lowest validation loss
+/// is the result. Deterministic on the CPU for a seed; checkpoints after every epoch let an interrupted run resume to
+/// the same result.
+/// </summary>
+public sealed class FineTuner
+{
+    /// <summary><see cref="FineTuneResult.StopReason"/> of a run that trained all its epochs.</summary>
+    public const string Completed = "completed";
+
+    /// <summary><see cref="FineTuneResult.StopReason"/> of a run cancelled after at least one epoch.</summary>
+    public const string Cancelled = "cancelled";
+
+    private const int FrozenBatch = 32;
+    private const int EvaluationBatch = 256;
+
+    private readonly FineTuneOptions _options;
+    private readonly BackboneOptions _backbone;
+    private readonly ModelProto? _network;
+
+    /// <summary>Fine-tunes <paramref name="network"/> (null: the pretrained ResNet18) at <paramref name="backbone"/>'s
+    /// image size, the head reading <paramref name="backbone"/>'s taps.</summary>
+    public FineTuner(FineTuneOptions options, BackboneOptions backbone, ModelProto? network = null)
+    {
+        _options = options;
+        _backbone = backbone;
+        _network = network;
+    }
+
+    /// <summary>Keeps the cached maps as float32 instead of float16 (twice the memory; for the tests that compare with a float32 reference).</summary>
+    internal bool FullPrecisionCache { get; init; }
+
+    /// <summary>
+    /// Flips by caching the map of each mirrored image as a second view (exact, twice the cache) instead of
+    /// mirroring the cached map.
+    /// </summary>
+    internal bool MirroredViews { get; init; }
+
+    /// <summary>Writes an ONNX Runtime profile of the train-step session to files starting with this prefix.</summary>
+    internal string? ProfilePrefix { get; init; }
+
+    /// <summary>
+    /// Runs the fine-tuning. <paramref name="training"/> and <paramref name="validation"/> are enumerated once each,
+    /// in order (decode lazily: only the cached maps are kept). Throws <see cref="OperationCanceledException"/> when
+    /// cancelled before the first epoch finished; later it returns the best epoch so far.
+    /// </summary>
+    /// <param name="classCount">Number of classes; labels run from 0 to classCount - 1.</param>
+    /// <param name="checkpointFolder">Receives a checkpoint after every epoch; null keeps none.</param>
+    /// <param name="resume">Continue from the checkpoint in <paramref name="checkpointFolder"/> (which must exist and
+    /// match the options and images) instead of starting over.</param>
+    /// <param name="epochs">Told about every finished epoch.</param>
+    /// <param name="progress">Told how caching, training and validation advance.</param>
+    public FineTuneResult Run(
+        IEnumerable<LabelledPixels> training,
+        IEnumerable<LabelledPixels> validation,
+        int classCount,
+        string? checkpointFolder = null,
+        bool resume = false,
+        IProgress<FineTuneEpoch>? epochs = null,
+        IProgress<FineTuneProgress>? progress = null,
+        CancellationToken cancellation = default)
+    {
+        _options.Validate();
+        _backbone.Validate();
+        if (classCount < 2)
+        {
+            throw new UserInputException($"fine-tuning needs at least 2 classes, got {classCount}");
+        }
+
+        if (resume && checkpointFolder is null)
+        {
+            throw new UserInputException("--resume: no workspace to resume from");
+        }
+
+        var cut = BackboneCut.Create(_backbone, _options.Stages, _network);
+        var checkpoint = resume ? FineTuneCheckpoint.Load(checkpointFolder!)
+            ?? throw new UserInputException($"--resume: no fine-tuning checkpoint in {checkpointFolder}") : null;
+        if (checkpoint is not null && checkpoint.Options != Describe())
+        {
+            throw new UserInputException($"--resume: the checkpoint in {checkpointFolder} was made with other options ({checkpoint.Options})");
+        }
+
+        var clock = Stopwatch.StartNew();
+        using var hash = IncrementalHash.CreateHash(HashAlgorithmName.SHA256);
+        hash.AppendData(BitConverter.GetBytes(classCount));
+        var flipViews = MirroredViews && _options.Augment != Augmentation.None ? 2 : 1;
+        var train = Cache(cut, training, flipViews, classCount, hash, "caching", progress, cancellation);
+        var valid = Cache(cut, validation, 1, classCount, hash, "caching validation", progress, cancellation);
+        if (train.Count == 0)
+        {
+            throw new UserInputException("fine-tuning needs training images; none were given");
+        }
+
+        var data = Convert.ToHexStringLower(hash.GetHashAndReset());
+        if (checkpoint is not null && checkpoint.Data != data)
+        {
+            throw new UserInputException($"--resume: the checkpoint in {checkpointFolder} was made with other images");
+        }
+
+        var cacheSeconds = clock.Elapsed.TotalSeconds;
+        var initial = InitialWeights(cut, classCount);
+        using var session = new TrainStepSession(cut.Network, cut.Taps, classCount, _options.Momentum, _options.WeightDecay,
+            checkpoint?.Weights ?? initial, halfPrecision: !FullPrecisionCache, ProfilePrefix);
+        if (checkpoint is not null)
+        {
+            session.Load(checkpoint.Weights, checkpoint.Momenta);
+        }
+
+        var history = new List<FineTuneEpoch>(checkpoint?.History ?? []);
+        var bestEpoch = checkpoint?.BestEpoch ?? 0;
+        var best = checkpoint?.BestWeights ?? initial;
+        var stopReason = checkpoint?.StopReason;
+        var loop = new EpochLoop(_options, session, train);
+        while (stopReason is null)
+        {
+            var epoch = history.Count;
+            if (epoch == _options.Epochs)
+            {
+                stopReason = Completed;
+                break;
+            }
+
+            var epochClock = Stopwatch.StartNew();
+            var trained = loop.Train(epoch, progress, cancellation);
+            if (trained is null)
+            {
+                if (history.Count == 0)
+                {
+                    cancellation.ThrowIfCancellationRequested();
+                }
+
+                stopReason = Cancelled;
+                break;
+            }
+
+            var (validationLoss, accuracy) = Validate(session, valid, epoch + 1, progress);
+            var report = new FineTuneEpoch(epoch + 1, trained.Value.Loss, validationLoss, accuracy, trained.Value.LearningRate,
+                trained.Value.ImagesPerSecond, epochClock.Elapsed.TotalSeconds);
+            history.Add(report);
+            if (bestEpoch == 0 || valid.Count == 0 || validationLoss < history[bestEpoch - 1].ValidationLoss)
+            {
+                bestEpoch = report.Epoch;
+                best = session.Weights.ToDictionary(p => p.Key, p => (float[])p.Value.Clone(), StringComparer.Ordinal);
+            }
+
+            if (history.Count == _options.Epochs)
+            {
+                stopReason = Completed;
+            }
+            else if (_options.Patience > 0 && report.Epoch - bestEpoch >= _options.Patience)
+            {
+                stopReason = $"early stopping (no better validation loss for {_options.Patience} epochs)";
+            }
+
+            if (checkpointFolder is not null)
+            {
+                new FineTuneCheckpoint
+                {
+                    Options = Describe(),
+                    Data = data,
+                    History = history,
+                    BestEpoch = bestEpoch,
+                    StopReason = stopReason,
+                    Weights = session.Weights,
+                    Momenta = session.Momenta,
+                    BestWeights = best,
+                }.Save(checkpointFolder);
+            }
+
+            epochs?.Report(report);
+        }
+
+        var headSize = cut.Taps.Sum(t => t.Size);
+        var head = new FineTunedHead(_backbone.Features, headSize, classCount,
+            best[TrainingGraphBuilder.HeadWeight], best[TrainingGraphBuilder.HeadBias]);
+        return new FineTuneResult(cut.Export(best), head, history, bestEpoch, stopReason, train.Bytes + valid.Bytes, cacheSeconds);
+    }
+
+    /// <summary>The options and everything else that shapes the result, as a checkpoint records them.</summary>
+    private string Describe() =>
+        $"{_options.Describe()};{_backbone.Describe()};mirroredViews={MirroredViews};fullPrecision={FullPrecisionCache}";
+
+    /// <summary>
+    /// The network's own weights for the trained stages, and a new head drawn as PyTorch draws a Linear layer's
+    /// (uniform in ±1/sqrt(features)), seeded.
+    /// </summary>
+    private Dictionary<string, float[]> InitialWeights(BackboneCut cut, int classCount)
+    {
+        var weights = new Dictionary<string, float[]>(StringComparer.Ordinal);
+        foreach (var (conv, weight, bias) in cut.Network.ReadParameters(cut.Folded.Graph))
+        {
+            weights[conv.WeightName] = weight;
+            weights[conv.BiasName] = bias;
+        }
+
+        var features = cut.Taps.Sum(t => t.Size);
+        var random = new Random(_options.Seed);
+        var bound = 1 / MathF.Sqrt(features);
+        weights[TrainingGraphBuilder.HeadWeight] = [.. Enumerable.Range(0, features * classCount).Select(_ => ((random.NextSingle() * 2) - 1) * bound)];
+        weights[TrainingGraphBuilder.HeadBias] = [.. Enumerable.Range(0, classCount).Select(_ => ((random.NextSingle() * 2) - 1) * bound)];
+        return weights;
+    }
+
+    /// <summary>Runs the frozen part over <paramref name="images"/> in batches into a new store.</summary>
+    private FeatureMapStore Cache(BackboneCut cut, IEnumerable<LabelledPixels> images, int views, int classCount,
+        IncrementalHash hash, string phase, IProgress<FineTuneProgress>? progress, CancellationToken cancellation)
+    {
+        var store = new FeatureMapStore(cut.CutShape, views, FullPrecisionCache);
+        using var session = BackboneSession.Create(cut.FrozenGraph(FullPrecisionCache), gpuDevice: null, out _);
+        var size = _backbone.ImageSize;
+        var pixelCount = 3 * size * size;
+        var batch = new List<LabelledPixels>(FrozenBatch);
+        var clock = Stopwatch.StartNew();
+        var total = images.TryGetNonEnumeratedCount(out var known) ? known : 0;
+
+        void Flush()
+        {
+            var input = new float[batch.Count * views * pixelCount];
+            for (var i = 0; i < batch.Count; i++)
+            {
+                batch[i].Pixels.CopyTo(input, i * views * pixelCount);
+                if (views == 2)
+                {
+                    Training.BulkFeaturizer.Mirror(batch[i].Pixels, size).CopyTo(input, ((i * 2) + 1) * pixelCount);
+                }
+            }
+
+            using var tensor = OrtValue.CreateTensorValueFromMemory(input, [batch.Count * views, 3, size, size]);
+            using var outputs = session.Run(new RunOptions(), [Pipeline.ColumnNames.Pixels], [tensor], [BackboneCut.FrozenOutput]);
+            var mapValues = cut.CutShape.Size * views;
+            for (var i = 0; i < batch.Count; i++)
+            {
+                store.Add(outputs[0], i * mapValues, batch[i].Label);
+            }
+
+            batch.Clear();
+            progress?.Report(new FineTuneProgress(phase, 0, store.Count, Math.Max(total, store.Count), store.Count / clock.Elapsed.TotalSeconds));
+        }
+
+        foreach (var image in images)
+        {
+            cancellation.ThrowIfCancellationRequested();
+            if (image.Pixels.Length != pixelCount)
+            {
+                throw new ArgumentException($"an image has {image.Pixels.Length} pixel values; the backbone at {size} px takes 3 x {size} x {size} = {pixelCount}");
+            }
+
+            if (image.Label < 0 || image.Label >= classCount)
+            {
+                throw new ArgumentException($"label {image.Label} is outside 0..{classCount - 1}");
+            }
+
+            hash.AppendData(System.Runtime.InteropServices.MemoryMarshal.AsBytes(image.Pixels.AsSpan()));
+            hash.AppendData(BitConverter.GetBytes(image.Label));
+            batch.Add(image);
+            if (batch.Count == FrozenBatch)
+            {
+                Flush();
+            }
+        }
+
+        if (batch.Count > 0)
+        {
+            Flush();
+        }
+
+        return store;
+    }
+
+    private static (double Loss, double Accuracy) Validate(TrainStepSession session, FeatureMapStore store, int epoch, IProgress<FineTuneProgress>? progress)
+    {
+        if (store.Count == 0)
+        {
+            return (double.NaN, double.NaN);
+        }
+
+        var clock = Stopwatch.StartNew();
+        var batch = store.NewBatch(EvaluationBatch);
+        var labels = new long[EvaluationBatch];
+        double loss = 0;
+        var correct = 0;
+        for (var start = 0; start < store.Count; start += EvaluationBatch)
+        {
+            var count = Math.Min(EvaluationBatch, store.Count - start);
+            for (var i = 0; i < count; i++)
+            {
+                store.CopyMap(start + i, 0, batch, i);
+                labels[i] = store.Labels[start + i];
+            }
+
+            var (losses, logits, _) = session.Evaluate(batch, labels, count);
+            var classes = logits.Length / count;
+            for (var i = 0; i < count; i++)
+            {
+                loss += losses[i];
+                var row = logits.AsSpan(i * classes, classes);
+                if (row.IndexOf(row.ToArray().Max()) == labels[i])
+                {
+                    correct++;
+                }
+            }
+
+            progress?.Report(new FineTuneProgress("validating", epoch, start + count, store.Count, (start + count) / clock.Elapsed.TotalSeconds));
+        }
+
+        return (loss / store.Count, (double)correct / store.Count);
+    }
+}
