@@ -2,10 +2,12 @@
 """PyTorch reference for MlNetFinetune's fine-tuning (issue 12), independent of the C# code.
 
 It reads the same pretrained ResNet18 ONNX file, executes its nodes with PyTorch ops (asymmetric pads by F.pad, the
-preprocessing's mean image resampled by area averaging as the C# backbone does), folds batch norm itself when asked,
-and trains the top stages plus a softmax head with PyTorch autograd and torch.optim.SGD.
+preprocessing's mean image resampled by area averaging as the C# backbone does), runs batch norm in eval mode,
+and trains the top stages plus a softmax head with PyTorch autograd and torch.optim.SGD: each convolution's weight
+and its batch norm's shift train, the batch norm's scale and statistics stay frozen (eval mode), weight decay applies
+to weights only.
 
-  fixture  writes the small JSON fixture the C# test FineTuneReferenceTests reads (two SGD steps on four real
+  fixture  writes the small JSON fixture the C# test PyTorchReferenceTests reads (two SGD steps on four real
            Fashion-MNIST images at 64 px, stages 3-4 and the head trained); the test suite itself never runs Python.
   bench    times PyTorch's usual fine-tuning recipe (frozen part recomputed every step, batch norm frozen) on pixel
            tensors written by the C# benchmark, and prints one JSON line.
@@ -49,53 +51,36 @@ def area_resample(mean, size):
 class Backbone:
     """The ONNX network's nodes as PyTorch ops; parameters of the stages above the cut are trainable."""
 
-    def __init__(self, model_dir, image_size, trained_stages, taps, fold):
+    def __init__(self, model_dir, image_size, trained_stages, taps):
         model = onnx.load(f"{model_dir}/{NETWORK}")
         prep = onnx.load(f"{model_dir}/{PREPROCESS}")
         mean = next(numpy_helper.to_array(t) for t in prep.graph.initializer if t.name == "MeanImage")
         self.mean = torch.from_numpy(area_resample(mean, image_size))
         self.init = {t.name: torch.from_numpy(numpy_helper.to_array(t).astype(np.float32).copy()) for t in model.graph.initializer}
         self.nodes = [n for n in model.graph.node if n.op_type != "AveragePool"]
-        if fold:
-            self.nodes = self._fold(self.nodes)
         first = 5 - trained_stages
         self.cut = next(n.output[0] for n in self.nodes if n.op_type == "MaxPool") if first == 1 else STAGE_OUTPUTS[first - 2]
         cut_index = next(i for i, n in enumerate(self.nodes) if self.cut in n.output)
         self.frozen_nodes = self.nodes[: cut_index + 1]
         self.trained_nodes = self.nodes[cut_index + 1:]
         self.taps = taps
+        # Trained: every convolution's weight and its batch norm's shift (beta); the batch norm's scale and running
+        # statistics stay frozen. Named as MlNetFinetune names them (the shift as the folded bias it becomes).
         self.parameters = []
+        self.decayed = set()
+        producers = {n.output[0]: n for n in self.nodes}
         for node in self.trained_nodes:
             if node.op_type == "Conv":
-                for name in node.input[1:]:
-                    self.init[name].requires_grad_(True)
-                    self.parameters.append((name, self.init[name]))
-
-    def _fold(self, nodes):
-        """Conv followed by BatchNormalization -> one Conv with bias (the C# side folds with its own code)."""
-        out, skip = [], set()
-        producers = {n.output[0]: n for n in nodes}
-        folded = {}
-        for n in nodes:
-            if n.op_type == "BatchNormalization":
-                conv = producers[n.input[0]]
-                scale, shift, mean, var = (self.init[i] for i in n.input[1:5])
-                eps = next((a.f for a in n.attribute if a.name == "epsilon"), 1e-5)
-                s = (scale.double() / torch.sqrt(var.double() + eps))
-                w = (self.init[conv.input[1]].double() * s[:, None, None, None]).float()
-                b = self.init[conv.input[2]].double() if len(conv.input) > 2 else torch.zeros_like(s)
-                b = (shift.double() + (b - mean.double()) * s).float()
-                wname, bname = conv.input[1] + "_folded", conv.input[1] + "_folded_bias"
-                self.init[wname], self.init[bname] = w, b
-                new = onnx.helper.make_node("Conv", [conv.input[0], wname, bname], [n.output[0]])
-                new.attribute.extend(conv.attribute)
-                folded[conv.output[0]] = new
-                skip.add(id(n))
-        for n in nodes:
-            if id(n) in skip:
-                continue
-            out.append(folded.get(n.output[0], n))
-        return out
+                self.init[node.input[1]].requires_grad_(True)
+                self.parameters.append((node.input[1], self.init[node.input[1]]))
+                self.decayed.add(node.input[1])
+                if len(node.input) > 2:
+                    self.init[node.input[2]].requires_grad_(True)
+                    self.parameters.append((node.input[2], self.init[node.input[2]]))
+            elif node.op_type == "BatchNormalization":
+                conv = producers[node.input[0]]
+                self.init[node.input[2]].requires_grad_(True)
+                self.parameters.append((conv.input[1] + "_folded_bias", self.init[node.input[2]]))
 
     @staticmethod
     def _attr(node, name, default=None):
@@ -151,6 +136,18 @@ def parse_taps(text):
     return taps
 
 
+def param_groups(net, head_weights, head_biases, lr, head_multiple, weight_decay):
+    """Weight decay on weights only (not on biases and batch-norm shifts); the head at a multiple of the rate."""
+    weights = [p for n, p in net.parameters if n in net.decayed]
+    shifts = [p for n, p in net.parameters if n not in net.decayed]
+    return [
+        {"params": weights, "lr": lr, "weight_decay": weight_decay},
+        {"params": shifts, "lr": lr, "weight_decay": 0.0},
+        {"params": head_weights, "lr": lr * head_multiple, "weight_decay": weight_decay},
+        {"params": head_biases, "lr": lr * head_multiple, "weight_decay": 0.0},
+    ]
+
+
 def head_init(features, classes):
     """Deterministic head weights both sides compute from a formula (no shared random generator)."""
     i = np.arange(features * classes, dtype=np.float64)
@@ -176,18 +173,15 @@ def fixture(args):
     gray = images[:, index][:, :, index]
     pixels_u8 = np.repeat(gray[:, None], 3, axis=1).astype(np.uint8)
     taps = parse_taps(args.features)
-    net = Backbone(args.model_dir, size, args.stages, taps, fold=True)
+    net = Backbone(args.model_dir, size, args.stages, taps)
     features = sum(STAGE_CHANNELS[s - 1] * g * g for s, g in taps)
     hw, hb = head_init(features, args.classes)
     hw.requires_grad_(True)
     hb.requires_grad_(True)
     params = net.parameters + [("head_weight", hw), ("head_bias", hb)]
     start = {name: p.detach().clone() for name, p in params}
-    groups = [
-        {"params": [p for _, p in net.parameters], "lr": args.learning_rate},
-        {"params": [hw, hb], "lr": args.learning_rate * args.head_multiple},
-    ]
-    sgd = torch.optim.SGD(groups, lr=args.learning_rate, momentum=args.momentum, weight_decay=args.weight_decay)
+    sgd = torch.optim.SGD(param_groups(net, [hw], [hb], args.learning_rate, args.head_multiple, args.weight_decay),
+                          lr=args.learning_rate, momentum=args.momentum)
     pixels = torch.from_numpy(pixels_u8.astype(np.float32))
     target = torch.from_numpy(labels)
     cut = net.frozen(pixels)
@@ -232,16 +226,13 @@ def bench(args):
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
     taps = parse_taps(args.features)
-    net = Backbone(args.model_dir, args.image_size, args.stages, taps, fold=False)
+    net = Backbone(args.model_dir, args.image_size, args.stages, taps)
     pixels = torch.from_numpy(np.fromfile(args.pixels, dtype=np.uint8).astype(np.float32)).reshape(-1, 3, args.image_size, args.image_size)
     labels = torch.from_numpy(np.fromfile(args.labels, dtype=np.int64))
     features = sum(STAGE_CHANNELS[s - 1] * g * g for s, g in taps)
     head = torch.nn.Linear(features, args.classes)
-    groups = [
-        {"params": [p for _, p in net.parameters], "lr": args.learning_rate},
-        {"params": head.parameters(), "lr": args.learning_rate * args.head_multiple},
-    ]
-    sgd = torch.optim.SGD(groups, lr=args.learning_rate, momentum=0.9, weight_decay=args.weight_decay)
+    sgd = torch.optim.SGD(param_groups(net, [head.weight], [head.bias], args.learning_rate, args.head_multiple, args.weight_decay),
+                          lr=args.learning_rate, momentum=0.9)
     n = pixels.shape[0]
     epoch_times = []
     for epoch in range(args.epochs):

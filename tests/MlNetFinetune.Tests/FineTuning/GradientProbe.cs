@@ -6,22 +6,42 @@ namespace MlNetFinetune.Tests.FineTuning;
 /// Loss and gradients of a train-step graph on a fixed batch: a step with learning rate 0, no weight decay and zero
 /// momenta leaves the weights as they are and outputs the gradient as the new momentum (v = 0.9 * 0 + g).
 /// </summary>
-internal sealed class GradientProbe(TrainableNetwork network, IReadOnlyList<HeadTap> taps, int classes, float[] maps, long[] labels) : IDisposable
+internal sealed class GradientProbe : IDisposable
 {
-    private readonly TrainStepSession _session = new(network, taps, classes, momentum: 0.9f, weightDecay: 0,
-        TrainingGraphBuilder.ParameterNames(network).ToDictionary(n => n, n => new float[Size(network, taps, classes, n)]), halfPrecision: false);
+    private readonly TrainableNetwork _network;
+    private readonly int _classes;
+    private readonly float[] _maps;
+    private readonly long[] _labels;
+    private readonly TrainStepSession _session;
+
+    /// <param name="standardisation">Seeds a random head feature standardisation; null leaves it the identity.</param>
+    public GradientProbe(TrainableNetwork network, IReadOnlyList<HeadTap> taps, int classes, float[] maps, long[] labels, int? standardisation = null)
+    {
+        _network = network;
+        _classes = classes;
+        _maps = maps;
+        _labels = labels;
+        _session = new(network, taps, classes, momentum: 0.9f, weightDecay: 0,
+            TrainingGraphBuilder.ParameterNames(network).ToDictionary(n => n, n => new float[Size(network, taps, classes, n)]), halfPrecision: false);
+        if (standardisation is int seed)
+        {
+            var random = new Random(seed);
+            var features = taps.Sum(t => t.Size);
+            _session.Standardise([.. Enumerable.Range(0, features).Select(_ => random.NextSingle())], [.. Enumerable.Range(0, features).Select(_ => 0.5f + random.NextSingle())]);
+        }
+    }
 
     public (double Loss, Dictionary<string, float[]> Gradients) LossAndGradients(IReadOnlyDictionary<string, float[]> weights)
     {
         _session.Load(weights, momenta: null);
-        var loss = _session.Step(maps, labels, labels.Length, 0, 0);
+        var loss = _session.Step(_maps, _labels, _labels.Length, 0, 0);
         return (loss, _session.Momenta.ToDictionary(m => m.Key, m => (float[])m.Value.Clone(), StringComparer.Ordinal));
     }
 
     public double Loss(IReadOnlyDictionary<string, float[]> weights)
     {
         _session.Load(weights, momenta: null);
-        return _session.Step(maps, labels, labels.Length, 0, 0);
+        return _session.Step(_maps, _labels, _labels.Length, 0, 0);
     }
 
     /// <summary>g · d against (L(w + h d) - L(w - h d)) / 2h for a random d scaled to each tensor's root mean square.</summary>
@@ -77,15 +97,15 @@ internal sealed class GradientProbe(TrainableNetwork network, IReadOnlyList<Head
     /// </summary>
     public double SmallestReluInput(IReadOnlyDictionary<string, float[]> weights)
     {
-        var reluInputs = network.Ops.OfType<ReluOp>().Select(r => new HeadTap(r.Input, network.Shapes[r.Input].Height, network.Shapes[r.Input])).ToList();
+        var reluInputs = _network.Ops.OfType<ReluOp>().Select(r => new HeadTap(r.Input, _network.Shapes[r.Input].Height, _network.Shapes[r.Input])).ToList();
         var features = reluInputs.Sum(t => t.Size);
         var all = new Dictionary<string, float[]>(weights, StringComparer.Ordinal)
         {
-            [TrainingGraphBuilder.HeadWeight] = new float[features * classes],
-            [TrainingGraphBuilder.HeadBias] = new float[classes],
+            [TrainingGraphBuilder.HeadWeight] = new float[features * _classes],
+            [TrainingGraphBuilder.HeadBias] = new float[_classes],
         };
-        using var session = new TrainStepSession(network, reluInputs, classes, 0.9f, 0, all, halfPrecision: false);
-        var (_, _, values) = session.Evaluate(maps, labels, labels.Length);
+        using var session = new TrainStepSession(_network, reluInputs, _classes, 0.9f, 0, all, halfPrecision: false);
+        var (_, _, values) = session.Evaluate(_maps, _labels, _labels.Length);
         return values.Min(v => Math.Abs(v));
     }
 

@@ -67,12 +67,7 @@ public sealed class PyTorchReferenceTests(ITestOutputHelper output)
     /// <summary>The head the script draws from a formula (no random generator shared across languages), the rest from the network.</summary>
     internal static Dictionary<string, float[]> InitialWeights(BackboneCut cut, int classes)
     {
-        var weights = new Dictionary<string, float[]>(StringComparer.Ordinal);
-        foreach (var (conv, weight, bias) in cut.Network.ReadParameters(cut.Folded.Graph))
-        {
-            weights[conv.WeightName] = weight;
-            weights[conv.BiasName] = bias;
-        }
+        var weights = cut.Network.Initial.ToDictionary(p => p.Key, p => p.Value, StringComparer.Ordinal);
 
         var features = cut.Taps.Sum(t => t.Size);
         weights[TrainingGraphBuilder.HeadWeight] = [.. Enumerable.Range(0, features * classes).Select(i => (float)(0.05 * Math.Sin((i * 0.37) + 1.0)))];

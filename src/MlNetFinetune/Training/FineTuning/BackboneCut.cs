@@ -8,22 +8,26 @@ namespace MlNetFinetune.Training.FineTuning;
 /// <summary>
 /// Where the pretrained ResNet18 is cut for fine-tuning the top <c>k</c> of its 4 stages: the frozen lower part (the
 /// preprocessing, the stem and stages 1..4-k), run once per image into the cache, and the trainable part above it.
-/// Works on the batch-norm folded network, whose tensor names are those of <see cref="ResNet18Backbone.LoadNetwork"/>.
+/// The trainable part is read from the network as given (convolutions and their frozen batch norms); the frozen part
+/// and the result are the batch-norm folded network, whose tensor names are those of
+/// <see cref="ResNet18Backbone.LoadNetwork"/> after <see cref="BatchNormFolding"/>.
 /// </summary>
 internal sealed class BackboneCut
 {
     /// <summary>Output of the frozen graph: the cut activation as NHWC float16.</summary>
     public const string FrozenOutput = "frozen_map";
 
-    private BackboneCut(ModelProto folded, BackboneOptions backbone, int trainedStages, string cutTensor, MapShape cutShape, IReadOnlyList<HeadTap> taps)
+    private BackboneCut(ModelProto network, ModelProto folded, BackboneOptions backbone, int trainedStages, string cutTensor, MapShape cutShape, IReadOnlyList<HeadTap> taps)
     {
         Folded = folded;
         Backbone = backbone;
         TrainedStages = trainedStages;
         CutTensor = cutTensor;
         Taps = taps;
-        Network = TrainableNetwork.Extract(folded.Graph, cutTensor, cutShape, [.. taps.Select(t => t.Tensor).Where(t => t != cutTensor).Distinct()]);
+        Network = TrainableNetwork.Extract(network.Graph, cutTensor, cutShape, [.. taps.Select(t => t.Tensor).Where(t => t != cutTensor).Distinct()]);
     }
+
+    /// <summary>The network with its batch norms folded: the frozen part runs it, and the result is written into it.</summary>
 
     public ModelProto Folded { get; }
 
@@ -45,7 +49,8 @@ internal sealed class BackboneCut
     /// </summary>
     public static BackboneCut Create(BackboneOptions backbone, int trainedStages, ModelProto? network = null)
     {
-        var folded = network?.Clone() ?? ResNet18Backbone.LoadNetwork();
+        var original = network ?? ResNet18Backbone.LoadNetwork();
+        var folded = original.Clone();
         BatchNormFolding.Fold(folded.Graph);
         var stageOutputs = ResNet18Backbone.StageOutputs;
         var firstTrained = 5 - trainedStages;
@@ -67,7 +72,7 @@ internal sealed class BackboneCut
             taps.Add(new HeadTap(stageOutputs[tap.Stage - 1], tap.Grid, new MapShape(side, side, BackboneOptions.StageChannels[tap.Stage - 1])));
         }
 
-        return new BackboneCut(folded, backbone, trainedStages, cut, cutShape, taps);
+        return new BackboneCut(original, folded, backbone, trainedStages, cut, cutShape, taps);
     }
 
     /// <summary>
@@ -92,14 +97,25 @@ internal sealed class BackboneCut
 
     /// <summary>
     /// The folded network with <paramref name="parameters"/> (training-graph layout, by name) written into its
-    /// convolutions: same tensor names as the folded pretrained network, so <see cref="ResNet18Backbone.BuildGraph"/> takes it.
+    /// convolutions, each weight times its batch norm's scale: same tensor names as the folded pretrained network, so
+    /// <see cref="ResNet18Backbone.BuildGraph"/> takes it.
     /// </summary>
     public ModelProto Export(IReadOnlyDictionary<string, float[]> parameters)
     {
         var model = Folded.Clone();
         foreach (var conv in Network.Convs)
         {
-            SetFloatValues(model.Graph, conv.WeightName, TrainableNetwork.FromWeightMatrix(conv, parameters[conv.WeightName]));
+            var weight = TrainableNetwork.FromWeightMatrix(conv, parameters[conv.WeightName]);
+            if (conv.Scale is not null)
+            {
+                var perChannel = weight.Length / conv.Scale.Length;
+                for (var i = 0; i < weight.Length; i++)
+                {
+                    weight[i] *= conv.Scale[i / perChannel];
+                }
+            }
+
+            SetFloatValues(model.Graph, conv.FoldedWeightName, weight);
             SetFloatValues(model.Graph, conv.BiasName, parameters[conv.BiasName]);
         }
 

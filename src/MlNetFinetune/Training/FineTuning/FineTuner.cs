@@ -24,6 +24,7 @@ public sealed class FineTuner
 
     private const int FrozenBatch = 32;
     private const int EvaluationBatch = 256;
+    private const int StandardisationImages = 2048;
 
     private readonly FineTuneOptions _options;
     private readonly BackboneOptions _backbone;
@@ -111,7 +112,9 @@ public sealed class FineTuner
         var cacheSeconds = clock.Elapsed.TotalSeconds;
         var initial = InitialWeights(cut, classCount);
         using var session = new TrainStepSession(cut.Network, cut.Taps, classCount, _options.Momentum, _options.WeightDecay,
-            checkpoint?.Weights ?? initial, halfPrecision: !FullPrecisionCache, ProfilePrefix);
+            initial, halfPrecision: !FullPrecisionCache, ProfilePrefix);
+        var (mean, scale) = Standardisation(session, train);
+        session.Standardise(mean, scale);
         if (checkpoint is not null)
         {
             session.Load(checkpoint.Weights, checkpoint.Momenta);
@@ -148,13 +151,17 @@ public sealed class FineTuner
             var report = new FineTuneEpoch(epoch + 1, trained.Value.Loss, validationLoss, accuracy, trained.Value.LearningRate,
                 trained.Value.ImagesPerSecond, epochClock.Elapsed.TotalSeconds);
             history.Add(report);
-            if (bestEpoch == 0 || valid.Count == 0 || validationLoss < history[bestEpoch - 1].ValidationLoss)
+            if (valid.Count == 0 || (double.IsFinite(validationLoss) && (bestEpoch == 0 || validationLoss < history[bestEpoch - 1].ValidationLoss)))
             {
                 bestEpoch = report.Epoch;
                 best = session.Weights.ToDictionary(p => p.Key, p => (float[])p.Value.Clone(), StringComparer.Ordinal);
             }
 
-            if (history.Count == _options.Epochs)
+            if (!double.IsFinite(report.TrainLoss))
+            {
+                stopReason = "diverged (the training loss is not finite; lower --learning-rate)";
+            }
+            else if (history.Count == _options.Epochs)
             {
                 stopReason = Completed;
             }
@@ -181,10 +188,65 @@ public sealed class FineTuner
             epochs?.Report(report);
         }
 
-        var headSize = cut.Taps.Sum(t => t.Size);
-        var head = new FineTunedHead(_backbone.Features, headSize, classCount,
-            best[TrainingGraphBuilder.HeadWeight], best[TrainingGraphBuilder.HeadBias]);
+        var head = RawFeatureHead(best[TrainingGraphBuilder.HeadWeight], best[TrainingGraphBuilder.HeadBias], mean, scale, classCount);
         return new FineTuneResult(cut.Export(best), head, history, bestEpoch, stopReason, train.Bytes + valid.Bytes, cacheSeconds);
+    }
+
+    /// <summary>
+    /// Mean and 1/standard deviation of each head feature under the pretrained weights, over the first
+    /// <see cref="StandardisationImages"/> training images (as cached, not augmented): fixed for the whole run, so a
+    /// resumed run computes the same.
+    /// </summary>
+    private static (float[] Mean, float[] Scale) Standardisation(TrainStepSession session, FeatureMapStore store)
+    {
+        var images = Math.Min(store.Count, StandardisationImages);
+        double[]? sum = null, squares = null;
+        var batch = store.NewBatch(EvaluationBatch);
+        var labels = new long[EvaluationBatch];
+        for (var start = 0; start < images; start += EvaluationBatch)
+        {
+            var count = Math.Min(EvaluationBatch, images - start);
+            for (var i = 0; i < count; i++)
+            {
+                store.CopyMap(start + i, 0, batch, i);
+            }
+
+            var features = session.Evaluate(batch, labels, count).Features;
+            var size = features.Length / count;
+            sum ??= new double[size];
+            squares ??= new double[size];
+            for (var i = 0; i < features.Length; i++)
+            {
+                sum[i % size] += features[i];
+                squares[i % size] += (double)features[i] * features[i];
+            }
+        }
+
+        var mean = sum!.Select(v => v / images).ToArray();
+        var deviation = squares!.Select((v, i) => Math.Sqrt(Math.Max(0, (v / images) - (mean[i] * mean[i])))).ToArray();
+
+        // A feature that never varies (a dead channel) gets the typical scale rather than an enormous one.
+        var typical = deviation.Average();
+        return ([.. mean.Select(m => (float)m)], [.. deviation.Select(d => (float)(1 / Math.Max(d, 0.01 * typical + 1e-12)))]);
+    }
+
+    /// <summary>The head on standardised features rewritten for the raw features: W = W' * scale, b = b' - Σ mean * scale * W'.</summary>
+    private FineTunedHead RawFeatureHead(float[] weights, float[] bias, float[] mean, float[] scale, int classes)
+    {
+        var features = mean.Length;
+        var raw = new float[weights.Length];
+        var rawBias = bias.Select(b => (double)b).ToArray();
+        for (var f = 0; f < features; f++)
+        {
+            for (var k = 0; k < classes; k++)
+            {
+                var w = (double)weights[(f * classes) + k] * scale[f];
+                raw[(f * classes) + k] = (float)w;
+                rawBias[k] -= mean[f] * w;
+            }
+        }
+
+        return new FineTunedHead(_backbone.Features, features, classes, raw, [.. rawBias.Select(b => (float)b)]);
     }
 
     /// <summary>The options and everything else that shapes the result, as a checkpoint records them.</summary>
@@ -197,12 +259,7 @@ public sealed class FineTuner
     /// </summary>
     private Dictionary<string, float[]> InitialWeights(BackboneCut cut, int classCount)
     {
-        var weights = new Dictionary<string, float[]>(StringComparer.Ordinal);
-        foreach (var (conv, weight, bias) in cut.Network.ReadParameters(cut.Folded.Graph))
-        {
-            weights[conv.WeightName] = weight;
-            weights[conv.BiasName] = bias;
-        }
+        var weights = cut.Network.Initial.ToDictionary(p => p.Key, p => p.Value, StringComparer.Ordinal);
 
         var features = cut.Taps.Sum(t => t.Size);
         var random = new Random(_options.Seed);

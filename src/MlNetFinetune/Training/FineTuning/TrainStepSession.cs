@@ -23,6 +23,8 @@ internal sealed class TrainStepSession : IDisposable
     private readonly float[] _learningRate = [0];
     private readonly float[] _headLearningRate = [0];
     private readonly float[] _loss = [0];
+    private readonly float[] _featureMean;
+    private readonly float[] _featureScale;
     private readonly RunOptions _runOptions = new();
     private readonly bool _halfPrecision;
     private readonly MapShape _mapShape;
@@ -53,9 +55,22 @@ internal sealed class TrainStepSession : IDisposable
         }
 
         _shapes = _names.ToDictionary(n => n, n => Dims(trainGraph.Graph.Input.Single(i => i.Name == n)), StringComparer.Ordinal);
+        var features = taps.Sum(t => t.Size);
+        _featureMean = new float[features];
+        _featureScale = [.. Enumerable.Repeat(1f, features)];
         _weights = [[.. _names.Select(n => (float[])initial[n].Clone())], [.. _names.Select(n => new float[initial[n].Length])]];
         _momenta = [[.. _names.Select(n => new float[initial[n].Length])], [.. _names.Select(n => new float[initial[n].Length])]];
         _bindings = [Bind(0), Bind(1)];
+    }
+
+    /// <summary>
+    /// Sets the head's feature standardisation, (features - mean) * scale; until then it is the identity (mean 0,
+    /// scale 1), which <see cref="Evaluate"/> uses to measure the raw features.
+    /// </summary>
+    public void Standardise(ReadOnlySpan<float> mean, ReadOnlySpan<float> scale)
+    {
+        mean.CopyTo(_featureMean);
+        scale.CopyTo(_featureScale);
     }
 
     /// <summary>Path of the profile written since the session started, when profiling was asked for.</summary>
@@ -104,8 +119,10 @@ internal sealed class TrainStepSession : IDisposable
     {
         using var features = MapsValue(maps, count);
         using var labelValue = OrtValue.CreateTensorValueFromMemory(OrtMemoryInfo.DefaultInstance, labels.AsMemory(0, count), [count]);
-        var inputNames = new List<string> { TrainingGraphBuilder.Features, TrainingGraphBuilder.Labels };
-        var inputs = new List<OrtValue> { features, labelValue };
+        using var mean = OrtValue.CreateTensorValueFromMemory(_featureMean, [_featureMean.Length]);
+        using var scale = OrtValue.CreateTensorValueFromMemory(_featureScale, [_featureScale.Length]);
+        var inputNames = new List<string> { TrainingGraphBuilder.Features, TrainingGraphBuilder.Labels, TrainingGraphBuilder.FeatureMean, TrainingGraphBuilder.FeatureScale };
+        var inputs = new List<OrtValue> { features, labelValue, mean, scale };
         var weightValues = new List<OrtValue>();
         try
         {
@@ -176,6 +193,8 @@ internal sealed class TrainStepSession : IDisposable
         binding.BindInput(TrainingGraphBuilder.LearningRate, Value(_learningRate, []));
         binding.BindInput(TrainingGraphBuilder.HeadLearningRate, Value(_headLearningRate, []));
         binding.BindOutput(TrainingGraphBuilder.Loss, Value(_loss, []));
+        binding.BindInput(TrainingGraphBuilder.FeatureMean, Value(_featureMean, [_featureMean.Length]));
+        binding.BindInput(TrainingGraphBuilder.FeatureScale, Value(_featureScale, [_featureScale.Length]));
         for (var i = 0; i < _names.Count; i++)
         {
             var name = _names[i];

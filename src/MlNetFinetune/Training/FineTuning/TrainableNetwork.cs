@@ -16,11 +16,19 @@ internal sealed record MapShape(int Height, int Width, int Channels)
 /// ONNX ones, each side on its own: this backbone's stride-2 convolutions pad one row and column at the top and left
 /// and none at the bottom and right, and the index tables reproduce that exactly.
 /// </summary>
+/// <param name="WeightName">The convolution's own weight (trained, before the batch norm's scale).</param>
+/// <param name="BiasName">The trained per-channel shift after the scale: the batch norm's folded bias
+/// (<see cref="Backbones.BatchNormFolding"/> names it weight + "_folded_bias"), or the convolution's bias.</param>
+/// <param name="Scale">The frozen batch norm's per-channel scale gamma / sqrt(var + eps), or null without one. Training
+/// the unscaled weight under this fixed scale is training a convolution followed by a frozen batch norm, the usual
+/// recipe; training the folded weight directly would multiply each channel's effective learning rate by 1 / scale²
+/// (measured: the folded stage 4 diverges at a learning rate of 0.01).</param>
 internal sealed record ConvLayer(
     string Input,
     string Output,
     string WeightName,
     string BiasName,
+    float[]? Scale,
     MapShape InputShape,
     MapShape OutputShape,
     int KernelHeight,
@@ -31,6 +39,9 @@ internal sealed record ConvLayer(
     int PadBottom,
     int PadRight)
 {
+    /// <summary>The name of the folded weight (scale applied) in the batch-norm folded network.</summary>
+    public string FoldedWeightName => Scale is null ? WeightName : WeightName + "_folded";
+
     public int Taps => KernelHeight * KernelWidth;
 
     /// <summary>Rows of the weight matrix: one per kernel tap and input channel.</summary>
@@ -50,19 +61,24 @@ internal sealed record ReluOp(string Input, string Output) : NetworkOp(Output);
 internal sealed record AddOp(string Left, string Right, string Output) : NetworkOp(Output);
 
 /// <summary>
-/// The part of a (batch-norm folded) network between a frozen activation and the taps the head reads: the ops that
-/// train, in order, with every activation's shape. Only Conv (+bias), Relu and Add occur in it; anything else is
-/// refused with the op named, so a new backbone fails loudly rather than training something else.
+/// The part of a network between a frozen activation and the taps the head reads: the ops that train, in order,
+/// with every activation's shape and the parameters' initial values. Only Conv (optionally followed by an
+/// inference-mode BatchNormalization, which stays frozen), Relu and Add occur in it; anything else is refused with
+/// the op named, so a new backbone fails loudly rather than training something else.
 /// </summary>
 internal sealed class TrainableNetwork
 {
-    private TrainableNetwork(string input, IReadOnlyList<NetworkOp> ops, IReadOnlyDictionary<string, MapShape> shapes)
+    private TrainableNetwork(string input, IReadOnlyList<NetworkOp> ops, IReadOnlyDictionary<string, MapShape> shapes, IReadOnlyDictionary<string, float[]> initial)
     {
         Input = input;
         Ops = ops;
         Shapes = shapes;
+        Initial = initial;
         Convs = [.. ops.OfType<ConvOp>().Select(o => o.Conv)];
     }
+
+    /// <summary>Initial value of every convolution's weight (as a [taps * C, K] matrix) and bias, by name.</summary>
+    public IReadOnlyDictionary<string, float[]> Initial { get; }
 
     /// <summary>The frozen activation the trainable part starts from (what the cache holds).</summary>
     public string Input { get; }
@@ -92,11 +108,21 @@ internal sealed class TrainableNetwork
             }
         }
 
+        // A batch norm that is its convolution's only consumer merges into it as a frozen scale and a trained shift.
+        var consumers = graph.Node.SelectMany(n => n.Input).GroupBy(i => i, StringComparer.Ordinal).ToDictionary(g => g.Key, g => g.Count(), StringComparer.Ordinal);
+        var batchNorms = graph.Node.Where(n => n.OpType == "BatchNormalization" && consumers.GetValueOrDefault(n.Input[0]) == 1)
+            .ToDictionary(n => n.Input[0], StringComparer.Ordinal);
         var shapes = new Dictionary<string, MapShape>(StringComparer.Ordinal) { [input] = inputShape };
         var ops = new List<NetworkOp>();
+        var initial = new Dictionary<string, float[]>(StringComparer.Ordinal);
         foreach (var node in graph.Node)
         {
             if (!node.Output.Any(needed.Contains) || node.Output[0] == input || !node.Input.Any(shapes.ContainsKey))
+            {
+                continue;
+            }
+
+            if (node.OpType == "BatchNormalization" && ops.OfType<ConvOp>().Any(c => c.Conv.Output == node.Output[0]))
             {
                 continue;
             }
@@ -112,7 +138,7 @@ internal sealed class TrainableNetwork
             switch (node.OpType)
             {
                 case "Conv":
-                    var conv = ReadConv(node, first, initializers);
+                    var conv = ReadConv(node, first, initializers, batchNorms.GetValueOrDefault(node.Output[0]), initial);
                     shapes[conv.Output] = conv.OutputShape;
                     ops.Add(new ConvOp(conv));
                     break;
@@ -135,7 +161,7 @@ internal sealed class TrainableNetwork
             throw new InvalidOperationException($"'{unreachable}' does not follow from the frozen activation '{input}'");
         }
 
-        return new TrainableNetwork(input, ops, shapes);
+        return new TrainableNetwork(input, ops, shapes, initial);
     }
 
     /// <summary>The weight of <paramref name="conv"/> as the training graphs hold it: [taps * C, K], row = tap * C + c, tap = dy * kw + dx.</summary>
@@ -176,17 +202,13 @@ internal sealed class TrainableNetwork
         return weight;
     }
 
-    private static ConvLayer ReadConv(NodeProto node, MapShape input, Dictionary<string, TensorProto> initializers)
+    private static ConvLayer ReadConv(NodeProto node, MapShape input, Dictionary<string, TensorProto> initializers, NodeProto? batchNorm,
+        Dictionary<string, float[]> initial)
     {
         long[] Ints(string name, params long[] fallback) =>
             node.Attribute.FirstOrDefault(a => a.Name == name) is { } attribute ? [.. attribute.Ints] : fallback;
 
         var weight = initializers[node.Input[1]];
-        if (node.Input.Count < 3 || !initializers.ContainsKey(node.Input[2]))
-        {
-            throw new NotSupportedException($"Conv '{node.Name}' has no bias; fold the batch norms first (BatchNormFolding)");
-        }
-
         var autoPad = node.Attribute.FirstOrDefault(a => a.Name == "auto_pad")?.S.ToStringUtf8() ?? "NOTSET";
         var group = node.Attribute.FirstOrDefault(a => a.Name == "group")?.I ?? 1;
         var strides = Ints("strides", 1, 1);
@@ -197,23 +219,33 @@ internal sealed class TrainableNetwork
             throw new NotSupportedException($"Conv '{node.Name}': only ungrouped, undilated 2-D convolutions with explicit pads and equal strides are supported");
         }
 
+        var channels = (int)weight.Dims[0];
+        var bias = node.Input.Count > 2 ? FloatValues(initializers[node.Input[2]]) : new float[channels];
+        float[]? scale = null;
+        var biasName = node.Input.Count > 2 ? node.Input[2] : node.Input[1] + "_bias";
+        if (batchNorm is not null)
+        {
+            // y = gamma * (conv - mean) / sqrt(var + eps) + beta = scale * conv(x, W) + (beta + (b - mean) * scale)
+            var epsilon = batchNorm.Attribute.FirstOrDefault(a => a.Name == "epsilon")?.F ?? 1e-5f;
+            var gamma = FloatValues(initializers[batchNorm.Input[1]]);
+            var beta = FloatValues(initializers[batchNorm.Input[2]]);
+            var mean = FloatValues(initializers[batchNorm.Input[3]]);
+            var variance = FloatValues(initializers[batchNorm.Input[4]]);
+            scale = [.. Enumerable.Range(0, channels).Select(k => gamma[k] / MathF.Sqrt(variance[k] + epsilon))];
+            bias = [.. Enumerable.Range(0, channels).Select(k => beta[k] + ((bias[k] - mean[k]) * scale[k]))];
+            biasName = node.Input[1] + "_folded_bias";
+        }
+
         int kernelHeight = (int)weight.Dims[2], kernelWidth = (int)weight.Dims[3], stride = (int)strides[0];
         int top = (int)pads[0], left = (int)pads[1], bottom = (int)pads[2], right = (int)pads[3];
         var output = new MapShape(
             ((input.Height + top + bottom - kernelHeight) / stride) + 1,
             ((input.Width + left + right - kernelWidth) / stride) + 1,
-            (int)weight.Dims[0]);
-        return new ConvLayer(node.Input[0], node.Output[0], node.Input[1], node.Input[2], input, output,
+            channels);
+        var conv = new ConvLayer(node.Input[0], batchNorm?.Output[0] ?? node.Output[0], node.Input[1], biasName, scale, input, output,
             kernelHeight, kernelWidth, stride, top, left, bottom, right);
-    }
-
-    /// <summary>The initial weight matrix and bias of every convolution, read from <paramref name="graph"/>.</summary>
-    public IEnumerable<(ConvLayer Conv, float[] Weight, float[] Bias)> ReadParameters(GraphProto graph)
-    {
-        var initializers = graph.Initializer.ToDictionary(i => i.Name, StringComparer.Ordinal);
-        foreach (var conv in Convs)
-        {
-            yield return (conv, ToWeightMatrix(conv, FloatValues(initializers[conv.WeightName])), FloatValues(initializers[conv.BiasName]));
-        }
+        initial[conv.WeightName] = ToWeightMatrix(conv, FloatValues(weight));
+        initial[conv.BiasName] = bias;
+        return conv;
     }
 }

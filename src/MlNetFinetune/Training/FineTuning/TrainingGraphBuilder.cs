@@ -13,7 +13,7 @@ internal sealed record HeadTap(string Tensor, int Grid, MapShape Shape)
 /// <summary>What a training graph computes.</summary>
 internal enum GraphKind
 {
-    /// <summary>Forward, backward and the SGD update: inputs features, labels, learning rates, weights, momenta; outputs loss, new weights, new momenta.</summary>
+    /// <summary>Forward, backward and the SGD update: inputs features, labels, learning rates, weights, momenta, the head's feature standardisation; outputs loss, new weights, new momenta.</summary>
     TrainStep,
 
     /// <summary>Forward only: per-image loss, logits and the head's input features.</summary>
@@ -24,9 +24,10 @@ internal enum GraphKind
 /// Emits the ONNX graphs that train the part of the network above the cache together with a softmax head, in ops
 /// ONNX Runtime runs fast on the CPU (measured, see issue 12): activations NHWC as [N*H*W, C] matrices, each
 /// convolution as a Gather with a precomputed im2col table plus a Gemm, its weight gradient as Gemm(transA) and its
-/// input gradient as a Gather of the output gradient with the transposed table plus a MatMul. Batch norms are folded
-/// (frozen), so nothing else trains. The SGD update (PyTorch's: g = grad + wd * w; v = momentum * v + g;
-/// w = w - lr * v) runs in the same graph, so a step is one native call.
+/// input gradient as a Gather of the output gradient with the transposed table plus a MatMul. Batch norms are frozen:
+/// a fixed per-channel scale after the convolution and a trained shift. The SGD update (PyTorch's: g = grad + wd * w
+/// for weights, g = grad for biases and shifts; v = momentum * v + g; w = w - lr * v) runs in the same graph, so a
+/// step is one native call.
 /// </summary>
 internal sealed class TrainingGraphBuilder
 {
@@ -40,6 +41,8 @@ internal sealed class TrainingGraphBuilder
     public const string HeadFeatures = "head_features";
     public const string HeadWeight = "head_weight";
     public const string HeadBias = "head_bias";
+    public const string FeatureMean = "feature_mean";
+    public const string FeatureScale = "feature_scale";
 
     private readonly TrainableNetwork _network;
     private readonly IReadOnlyList<HeadTap> _taps;
@@ -47,6 +50,7 @@ internal sealed class TrainingGraphBuilder
     private readonly GraphProto _graph = new() { Name = "mlnetfinetune_training" };
     private readonly Dictionary<string, List<string>> _gradients = new(StringComparer.Ordinal);
     private readonly Dictionary<string, string> _columns = new(StringComparer.Ordinal);
+    private readonly Dictionary<string, string> _scales = new(StringComparer.Ordinal);
     private int _counter;
 
     private TrainingGraphBuilder(TrainableNetwork network, IReadOnlyList<HeadTap> taps, int classes)
@@ -88,6 +92,8 @@ internal sealed class TrainingGraphBuilder
 
         AddParameterInput(HeadWeight, FeatureSize, _classes);
         AddParameterInput(HeadBias, _classes);
+        AddParameterInput(FeatureMean, FeatureSize);
+        AddParameterInput(FeatureScale, FeatureSize);
 
         var features = halfPrecisionInput ? Op("Cast", [Features], IntAttribute("to", FloatType)) : Features;
         var activations = new Dictionary<string, string>(StringComparer.Ordinal)
@@ -98,7 +104,7 @@ internal sealed class TrainingGraphBuilder
         {
             activations[op.Output] = op switch
             {
-                ConvOp c => Op("Gemm", [Columns(c.Conv, activations[c.Conv.Input]), c.Conv.WeightName, c.Conv.BiasName]),
+                ConvOp c => Convolution(c.Conv, activations[c.Conv.Input]),
                 ReluOp r => Op("Relu", [activations[r.Input]]),
                 AddOp a => Op("Add", [activations[a.Left], activations[a.Right]]),
                 _ => throw new NotSupportedException(op.GetType().Name),
@@ -107,7 +113,11 @@ internal sealed class TrainingGraphBuilder
 
         var pooled = _taps.Select(t => Pool(t, activations[t.Tensor])).ToList();
         var head = pooled.Count == 1 ? pooled[0] : Op("Concat", pooled, IntAttribute("axis", 1));
-        var logits = Op("Gemm", [head, HeadWeight, HeadBias]);
+
+        // The head reads standardised features (a fixed affine map, like the frozen pipeline's normaliser): the raw
+        // pooled features share a large mean, which makes plain SGD on the head unstable at any useful rate.
+        var standardised = Op("Mul", [Op("Sub", [head, FeatureMean]), FeatureScale]);
+        var logits = Op("Gemm", [standardised, HeadWeight, HeadBias]);
         var logProbabilities = Op("LogSoftmax", [logits], IntAttribute("axis", 1));
         var oneHot = Op("OneHot", [Labels, Constant([_classes]), FloatConstant([0, 1])], IntAttribute("axis", -1));
         var imageLosses = Op("Neg", [Op("ReduceSum", [Op("Mul", [logProbabilities, oneHot]), Constant([1])], IntAttribute("keepdims", 0))]);
@@ -128,10 +138,10 @@ internal sealed class TrainingGraphBuilder
         var logitsGradient = Op("Div", [Op("Sub", [Op("Exp", [logProbabilities]), oneHot]), count]);
         var gradients = new Dictionary<string, string>(StringComparer.Ordinal)
         {
-            [HeadWeight] = WeightGradient(head, logitsGradient, HeadWeight, weightDecay),
-            [HeadBias] = BiasGradient(logitsGradient, HeadBias, weightDecay),
+            [HeadWeight] = WeightGradient(standardised, logitsGradient, HeadWeight, weightDecay),
+            [HeadBias] = BiasGradient(logitsGradient),
         };
-        var headGradient = Op("Gemm", [logitsGradient, HeadWeight], IntAttribute("transB", 1));
+        var headGradient = Op("Mul", [Op("Gemm", [logitsGradient, HeadWeight], IntAttribute("transB", 1)), FeatureScale]);
         var pieces = _taps.Count == 1
             ? [headGradient]
             : Ops("Split", [headGradient, Constant([.. _taps.Select(t => (long)t.Size)])], _taps.Count, IntAttribute("axis", 1));
@@ -155,11 +165,12 @@ internal sealed class TrainingGraphBuilder
             switch (op)
             {
                 case ConvOp c:
-                    gradients[c.Conv.WeightName] = WeightGradient(_columns[c.Conv.Output], outputGradient, c.Conv.WeightName, weightDecay);
-                    gradients[c.Conv.BiasName] = BiasGradient(outputGradient, c.Conv.BiasName, weightDecay);
+                    var convolutionGradient = c.Conv.Scale is null ? outputGradient : Op("Mul", [outputGradient, _scales[c.Conv.Output]]);
+                    gradients[c.Conv.WeightName] = WeightGradient(_columns[c.Conv.Output], convolutionGradient, c.Conv.WeightName, weightDecay);
+                    gradients[c.Conv.BiasName] = BiasGradient(outputGradient);
                     if (c.Conv.Input != _network.Input)
                     {
-                        AddGradient(c.Conv.Input, InputGradient(c.Conv, outputGradient));
+                        AddGradient(c.Conv.Input, InputGradient(c.Conv, convolutionGradient));
                     }
 
                     break;
@@ -267,10 +278,25 @@ internal sealed class TrainingGraphBuilder
         ? Op("Gemm", [input, outputGradient], IntAttribute("transA", 1))
         : Op("Gemm", [input, outputGradient, weight], IntAttribute("transA", 1), FloatAttribute("beta", weightDecay));
 
-    private string BiasGradient(string outputGradient, string bias, float weightDecay)
+    /// <summary>Biases (and the batch norms' shifts they stand for) take no weight decay, as is usual.</summary>
+    private string BiasGradient(string outputGradient) => Op("ReduceSum", [outputGradient, Constant([0])], IntAttribute("keepdims", 0));
+
+    /// <summary>
+    /// columns · W, times the frozen batch norm's scale when there is one, plus the shift; the unscaled product's
+    /// gradient is the output gradient times the scale.
+    /// </summary>
+    private string Convolution(ConvLayer conv, string input)
     {
-        var sum = Op("ReduceSum", [outputGradient, Constant([0])], IntAttribute("keepdims", 0));
-        return weightDecay == 0 ? sum : Op("Add", [sum, Op("Mul", [bias, ScalarConstant(_graph, Name(), weightDecay)])]);
+        var columns = Columns(conv, input);
+        if (conv.Scale is null)
+        {
+            return Op("Gemm", [columns, conv.WeightName, conv.BiasName]);
+        }
+
+        var scale = Name();
+        AddConstant(_graph, FloatTensor(scale, [conv.Scale.Length], conv.Scale));
+        _scales[conv.Output] = scale;
+        return Op("Add", [Op("Mul", [Op("MatMul", [columns, conv.WeightName]), scale]), conv.BiasName]);
     }
 
     /// <summary>Average pooling of an NHWC [N*H*W, C] map into the head's feature order (channel, grid row, grid column).</summary>
