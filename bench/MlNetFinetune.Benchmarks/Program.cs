@@ -3,9 +3,13 @@ using MlNetFinetune.Benchmarks;
 
 try
 {
-    return args.FirstOrDefault() == "compare-gpu"
-        ? GpuComparison.Run(BenchmarkOptions.Parse(args[1..]), Console.Out)
-        : ThroughputBenchmark.Run(BenchmarkOptions.Parse(args), Console.Out);
+    return args.FirstOrDefault() switch
+    {
+        "compare-gpu" => GpuComparison.Run(BenchmarkOptions.Parse(args[1..]), Console.Out),
+        "finetune-speed" => FineTuneSpeed.Run(FineTuneBenchOptions.Parse(args[1..], speed: true), Console.Out),
+        "finetune-quality" => FineTuneQuality.Run(FineTuneBenchOptions.Parse(args[1..], speed: false), Console.Out),
+        _ => ThroughputBenchmark.Run(BenchmarkOptions.Parse(args), Console.Out),
+    };
 }
 catch (UserInputException e)
 {

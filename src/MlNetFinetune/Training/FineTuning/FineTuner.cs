@@ -43,13 +43,13 @@ public sealed class FineTuner
     internal bool FullPrecisionCache { get; init; }
 
     /// <summary>
-    /// Flips by caching the map of each mirrored image as a second view (exact, twice the cache) instead of
-    /// mirroring the cached map.
+    /// Flips by caching the map of each mirrored image as a second view (exact, twice the cache memory and frozen-part
+    /// time) instead of mirroring the cached map. Off by default.
     /// </summary>
-    internal bool MirroredViews { get; init; }
+    public bool MirroredViews { get; init; }
 
-    /// <summary>Writes an ONNX Runtime profile of the train-step session to files starting with this prefix.</summary>
-    internal string? ProfilePrefix { get; init; }
+    /// <summary>Writes an ONNX Runtime profile of the train-step session to a file starting with this prefix (for measuring); null writes none.</summary>
+    public string? ProfilePrefix { get; init; }
 
     /// <summary>
     /// Runs the fine-tuning. <paramref name="training"/> and <paramref name="validation"/> are enumerated once each,

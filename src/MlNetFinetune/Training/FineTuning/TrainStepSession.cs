@@ -27,6 +27,7 @@ internal sealed class TrainStepSession : IDisposable
     private readonly float[] _featureScale;
     private readonly RunOptions _runOptions = new();
     private readonly bool _halfPrecision;
+    private readonly bool _profiling;
     private readonly MapShape _mapShape;
     private int _current;
 
@@ -42,8 +43,10 @@ internal sealed class TrainStepSession : IDisposable
         {
             if (profilePrefix is not null)
             {
-                options.EnableProfiling = true;
+                // The prefix must be set first: enabling profiling passes the prefix set at that moment to ONNX Runtime.
                 options.ProfileOutputPathPrefix = profilePrefix;
+                options.EnableProfiling = true;
+                _profiling = true;
             }
 
             _train = new InferenceSession(trainGraph.ToByteArray(), options);
@@ -72,9 +75,6 @@ internal sealed class TrainStepSession : IDisposable
         mean.CopyTo(_featureMean);
         scale.CopyTo(_featureScale);
     }
-
-    /// <summary>Path of the profile written since the session started, when profiling was asked for.</summary>
-    public string EndProfiling() => _train.EndProfiling();
 
     /// <summary>The current weights, by name (the live buffers: copy them to keep them).</summary>
     public IReadOnlyDictionary<string, float[]> Weights => Enumerable.Range(0, _names.Count).ToDictionary(i => _names[i], i => _weights[_current][i], StringComparer.Ordinal);
@@ -146,6 +146,11 @@ internal sealed class TrainStepSession : IDisposable
 
     public void Dispose()
     {
+        if (_profiling)
+        {
+            _train.EndProfiling();
+        }
+
         foreach (var binding in _bindings)
         {
             binding.Dispose();
