@@ -35,7 +35,7 @@ internal sealed class FeatureMapStore
 
     public IReadOnlyList<int> Labels => _labels;
 
-    /// <summary>Bytes held by the maps.</summary>
+    /// <summary>Bytes held by the maps (the last chunk may have up to twice the room it uses).</summary>
     public long Bytes => _chunks.Sum(c => (long)c.Length) * (FullPrecision ? 4 : 2);
 
     /// <summary>Appends one image: its <see cref="Views"/> maps, back to back in <paramref name="maps"/> from <paramref name="offset"/>.</summary>
@@ -45,7 +45,14 @@ internal sealed class FeatureMapStore
         var values = Shape.Size * Views;
         if (slot == 0)
         {
-            _chunks.Add(NewBatch(_imagesPerChunk * Views));
+            _chunks.Add(NewBatch(Math.Min(_imagesPerChunk, 256) * Views));
+        }
+        else if ((slot + 1) * values > _chunks[^1].Length)
+        {
+            // The image count is not known up front: the last chunk grows by doubling, up to its full size.
+            var grown = NewBatch(Math.Min(_imagesPerChunk, slot * 2) * Views);
+            Array.Copy(_chunks[^1], grown, slot * values);
+            _chunks[^1] = grown;
         }
 
         if (FullPrecision)
