@@ -70,6 +70,57 @@ internal static class ConvIndexTables
         return table;
     }
 
+    /// <summary>
+    /// For a strided convolution, <see cref="Backward"/> split by the parity of the input position: with stride s, an
+    /// input position (y, x) is read only by the taps with dy ≡ y + padTop and dx ≡ x + padLeft (mod s), so each of the
+    /// s² classes of positions needs only its own taps (3x3 stride 2: 1, 2, 2 and 4 of the 9), and the input gradient
+    /// costs what the forward pass costs instead of s² times it. Returns, per class, its positions, its taps and its
+    /// table (position-major, like <see cref="Backward"/>); null when some class has no tap (its gradient is zero, and
+    /// the plain table is used).
+    /// </summary>
+    public static IReadOnlyList<(long[] Positions, long[] Taps, long[] Table)>? ParityClasses(ConvLayer conv)
+    {
+        var stride = conv.Stride;
+        var full = Backward(conv);
+        var classes = new List<(long[], long[], long[])>();
+        for (var py = 0; py < stride; py++)
+        {
+            for (var px = 0; px < stride; px++)
+            {
+                var taps = new List<long>();
+                for (var dy = 0; dy < conv.KernelHeight; dy++)
+                {
+                    for (var dx = 0; dx < conv.KernelWidth; dx++)
+                    {
+                        if ((py + conv.PadTop - dy) % stride == 0 && (px + conv.PadLeft - dx) % stride == 0)
+                        {
+                            taps.Add((dy * conv.KernelWidth) + dx);
+                        }
+                    }
+                }
+
+                if (taps.Count == 0)
+                {
+                    return null;
+                }
+
+                var positions = new List<long>();
+                for (var y = py; y < conv.InputShape.Height; y += stride)
+                {
+                    for (var x = px; x < conv.InputShape.Width; x += stride)
+                    {
+                        positions.Add((y * conv.InputShape.Width) + x);
+                    }
+                }
+
+                var table = positions.SelectMany(p => taps.Select(t => full[(p * conv.Taps) + t])).ToArray();
+                classes.Add(([.. positions], [.. taps], table));
+            }
+        }
+
+        return classes;
+    }
+
     /// <summary>Whether <paramref name="table"/> points at the zero row anywhere (if not, the Pad that appends it can go).</summary>
     public static bool ReadsZeroRow(long[] table, int positions) => table.Any(i => i == positions);
 }

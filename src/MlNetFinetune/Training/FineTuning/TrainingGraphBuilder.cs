@@ -249,7 +249,10 @@ internal sealed class TrainingGraphBuilder
         return columns;
     }
 
-    /// <summary>d loss / d input of a convolution: the output gradient gathered with the transposed table, times the tap-transposed weights.</summary>
+    /// <summary>
+    /// d loss / d input of a convolution: the output gradient gathered with the transposed table, times the
+    /// tap-transposed weights; for strided convolutions one such product per parity class of input positions.
+    /// </summary>
     private string InputGradient(ConvLayer conv, string outputGradient)
     {
         int c = conv.InputShape.Channels, k = conv.OutputShape.Channels;
@@ -265,12 +268,34 @@ internal sealed class TrainingGraphBuilder
             rows = Op("Pad", [rows, Constant([0, 0, 0, 0, 1, 0])]);
         }
 
+        var tapMajor = Op("Transpose", [Op("Reshape", [conv.WeightName, Shape(conv.Taps, c, k)])], IntsAttribute("perm", 0, 2, 1));
+        if (conv.Stride > 1 && ConvIndexTables.ParityClasses(conv) is { } classes)
+        {
+            var parts = new List<string>();
+            var order = new List<long>();
+            foreach (var (positions, taps, classTable) in classes)
+            {
+                var classRows = Op("Gather", [rows, Constant(classTable, [classTable.Length])], IntAttribute("axis", 1));
+                var classWeights = Op("Reshape", [Op("Gather", [tapMajor, Constant(taps, [taps.Length])], IntAttribute("axis", 0)), Shape(taps.Length * k, c)]);
+                var product = Op("MatMul", [Op("Reshape", [classRows, Shape(-1, taps.Length * k)]), classWeights]);
+                parts.Add(Op("Reshape", [product, Shape(-1, positions.Length, c)]));
+                order.AddRange(positions);
+            }
+
+            // Back from class order to position order.
+            var inverse = new long[order.Count];
+            for (var i = 0; i < order.Count; i++)
+            {
+                inverse[order[i]] = i;
+            }
+
+            var joined = Op("Concat", parts, IntAttribute("axis", 1));
+            return Op("Reshape", [Op("Gather", [joined, Constant(inverse, [inverse.Length])], IntAttribute("axis", 1)), Shape(-1, c)]);
+        }
+
         var gathered = Op("Gather", [rows, Constant(table, [table.Length])], IntAttribute("axis", 1));
         var columns = Op("Reshape", [gathered, Shape(-1, conv.Taps * k)]);
-        var transposed = Op("Reshape", [
-            Op("Transpose", [Op("Reshape", [conv.WeightName, Shape(conv.Taps, c, k)])], IntsAttribute("perm", 0, 2, 1)),
-            Shape(conv.Taps * k, c)]);
-        return Op("MatMul", [columns, transposed]);
+        return Op("MatMul", [columns, Op("Reshape", [tapMajor, Shape(conv.Taps * k, c)])]);
     }
 
     /// <summary>inputᵀ · output gradient, plus weight decay times the weight, in one Gemm (its C term).</summary>
