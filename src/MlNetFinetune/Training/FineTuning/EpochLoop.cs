@@ -9,6 +9,8 @@ namespace MlNetFinetune.Training.FineTuning;
 /// </summary>
 internal sealed class EpochLoop(FineTuneOptions options, TrainStepSession session, FeatureMapStore store)
 {
+    private const int EvaluationBatch = 256;
+
     private readonly Array _batch = store.NewBatch(options.BatchSize);
     private readonly long[] _labels = new long[options.BatchSize];
 
@@ -55,5 +57,45 @@ internal sealed class EpochLoop(FineTuneOptions options, TrainStepSession sessio
         }
 
         return (loss / store.Count, learningRate, store.Count / clock.Elapsed.TotalSeconds);
+    }
+
+    /// <summary>Mean loss and accuracy of the current weights on <paramref name="validation"/> (as cached, never augmented); NaN without images.</summary>
+    public static (double Loss, double Accuracy) Validate(TrainStepSession session, FeatureMapStore validation, int epoch, IProgress<FineTuneProgress>? progress)
+    {
+        if (validation.Count == 0)
+        {
+            return (double.NaN, double.NaN);
+        }
+
+        var clock = Stopwatch.StartNew();
+        var batch = validation.NewBatch(EvaluationBatch);
+        var labels = new long[EvaluationBatch];
+        double loss = 0;
+        var correct = 0;
+        for (var start = 0; start < validation.Count; start += EvaluationBatch)
+        {
+            var count = Math.Min(EvaluationBatch, validation.Count - start);
+            for (var i = 0; i < count; i++)
+            {
+                validation.CopyMap(start + i, 0, batch, i);
+                labels[i] = validation.Labels[start + i];
+            }
+
+            var (losses, logits, _) = session.Evaluate(batch, labels, count);
+            var classes = logits.Length / count;
+            for (var i = 0; i < count; i++)
+            {
+                loss += losses[i];
+                var row = logits.AsSpan(i * classes, classes);
+                if (row.IndexOf(row.ToArray().Max()) == labels[i])
+                {
+                    correct++;
+                }
+            }
+
+            progress?.Report(new FineTuneProgress("validating", epoch, start + count, validation.Count, (start + count) / clock.Elapsed.TotalSeconds));
+        }
+
+        return (loss / validation.Count, (double)correct / validation.Count);
     }
 }

@@ -1,6 +1,5 @@
 using System.Diagnostics;
 using System.Security.Cryptography;
-using Microsoft.ML.OnnxRuntime;
 using MlNetFinetune.Backbones;
 using Onnx;
 
@@ -22,9 +21,6 @@ public sealed class FineTuner
     /// <summary><see cref="FineTuneResult.StopReason"/> of a run cancelled after at least one epoch.</summary>
     public const string Cancelled = "cancelled";
 
-    private const int FrozenBatch = 32;
-    private const int EvaluationBatch = 256;
-    private const int StandardisationImages = 2048;
 
     private readonly FineTuneOptions _options;
     private readonly BackboneOptions _backbone;
@@ -96,8 +92,8 @@ public sealed class FineTuner
         using var hash = IncrementalHash.CreateHash(HashAlgorithmName.SHA256);
         hash.AppendData(BitConverter.GetBytes(classCount));
         var flipViews = MirroredViews && _options.Augment != Augmentation.None ? 2 : 1;
-        var train = Cache(cut, training, flipViews, classCount, hash, "caching", progress, cancellation);
-        var valid = Cache(cut, validation, 1, classCount, hash, "caching validation", progress, cancellation);
+        var train = FrozenPass.Run(cut, training, flipViews, FullPrecisionCache, classCount, hash, "caching", progress, cancellation);
+        var valid = FrozenPass.Run(cut, validation, 1, FullPrecisionCache, classCount, hash, "caching validation", progress, cancellation);
         if (train.Count == 0)
         {
             throw new UserInputException("fine-tuning needs training images; none were given");
@@ -113,7 +109,7 @@ public sealed class FineTuner
         var initial = InitialWeights(cut, classCount);
         using var session = new TrainStepSession(cut.Network, cut.Taps, classCount, _options.Momentum, _options.WeightDecay,
             initial, halfPrecision: !FullPrecisionCache, ProfilePrefix);
-        var (mean, scale) = Standardisation(session, train);
+        var (mean, scale) = HeadStandardisation.Measure(session, train);
         session.Standardise(mean, scale);
         if (checkpoint is not null)
         {
@@ -147,7 +143,7 @@ public sealed class FineTuner
                 break;
             }
 
-            var (validationLoss, accuracy) = Validate(session, valid, epoch + 1, progress);
+            var (validationLoss, accuracy) = EpochLoop.Validate(session, valid, epoch + 1, progress);
             var report = new FineTuneEpoch(epoch + 1, trained.Value.Loss, validationLoss, accuracy, trained.Value.LearningRate,
                 trained.Value.ImagesPerSecond, epochClock.Elapsed.TotalSeconds);
             history.Add(report);
@@ -188,65 +184,8 @@ public sealed class FineTuner
             epochs?.Report(report);
         }
 
-        var head = RawFeatureHead(best[TrainingGraphBuilder.HeadWeight], best[TrainingGraphBuilder.HeadBias], mean, scale, classCount);
+        var head = HeadStandardisation.RawFeatureHead(_backbone.Features, best[TrainingGraphBuilder.HeadWeight], best[TrainingGraphBuilder.HeadBias], mean, scale, classCount);
         return new FineTuneResult(cut.Export(best), head, history, bestEpoch, stopReason, train.Bytes + valid.Bytes, cacheSeconds);
-    }
-
-    /// <summary>
-    /// Mean and 1/standard deviation of each head feature under the pretrained weights, over the first
-    /// <see cref="StandardisationImages"/> training images (as cached, not augmented): fixed for the whole run, so a
-    /// resumed run computes the same.
-    /// </summary>
-    private static (float[] Mean, float[] Scale) Standardisation(TrainStepSession session, FeatureMapStore store)
-    {
-        var images = Math.Min(store.Count, StandardisationImages);
-        double[]? sum = null, squares = null;
-        var batch = store.NewBatch(EvaluationBatch);
-        var labels = new long[EvaluationBatch];
-        for (var start = 0; start < images; start += EvaluationBatch)
-        {
-            var count = Math.Min(EvaluationBatch, images - start);
-            for (var i = 0; i < count; i++)
-            {
-                store.CopyMap(start + i, 0, batch, i);
-            }
-
-            var features = session.Evaluate(batch, labels, count).Features;
-            var size = features.Length / count;
-            sum ??= new double[size];
-            squares ??= new double[size];
-            for (var i = 0; i < features.Length; i++)
-            {
-                sum[i % size] += features[i];
-                squares[i % size] += (double)features[i] * features[i];
-            }
-        }
-
-        var mean = sum!.Select(v => v / images).ToArray();
-        var deviation = squares!.Select((v, i) => Math.Sqrt(Math.Max(0, (v / images) - (mean[i] * mean[i])))).ToArray();
-
-        // A feature that never varies (a dead channel) gets the typical scale rather than an enormous one.
-        var typical = deviation.Average();
-        return ([.. mean.Select(m => (float)m)], [.. deviation.Select(d => (float)(1 / Math.Max(d, 0.01 * typical + 1e-12)))]);
-    }
-
-    /// <summary>The head on standardised features rewritten for the raw features: W = W' * scale, b = b' - Σ mean * scale * W'.</summary>
-    private FineTunedHead RawFeatureHead(float[] weights, float[] bias, float[] mean, float[] scale, int classes)
-    {
-        var features = mean.Length;
-        var raw = new float[weights.Length];
-        var rawBias = bias.Select(b => (double)b).ToArray();
-        for (var f = 0; f < features; f++)
-        {
-            for (var k = 0; k < classes; k++)
-            {
-                var w = (double)weights[(f * classes) + k] * scale[f];
-                raw[(f * classes) + k] = (float)w;
-                rawBias[k] -= mean[f] * w;
-            }
-        }
-
-        return new FineTunedHead(_backbone.Features, features, classes, raw, [.. rawBias.Select(b => (float)b)]);
     }
 
     /// <summary>The options and everything else that shapes the result, as a checkpoint records them.</summary>
@@ -267,110 +206,5 @@ public sealed class FineTuner
         weights[TrainingGraphBuilder.HeadWeight] = [.. Enumerable.Range(0, features * classCount).Select(_ => ((random.NextSingle() * 2) - 1) * bound)];
         weights[TrainingGraphBuilder.HeadBias] = [.. Enumerable.Range(0, classCount).Select(_ => ((random.NextSingle() * 2) - 1) * bound)];
         return weights;
-    }
-
-    /// <summary>Runs the frozen part over <paramref name="images"/> in batches into a new store.</summary>
-    private FeatureMapStore Cache(BackboneCut cut, IEnumerable<LabelledPixels> images, int views, int classCount,
-        IncrementalHash hash, string phase, IProgress<FineTuneProgress>? progress, CancellationToken cancellation)
-    {
-        var store = new FeatureMapStore(cut.CutShape, views, FullPrecisionCache);
-        using var session = BackboneSession.Create(cut.FrozenGraph(FullPrecisionCache), gpuDevice: null, out _);
-        var size = _backbone.ImageSize;
-        var pixelCount = 3 * size * size;
-        var batch = new List<LabelledPixels>(FrozenBatch);
-        var clock = Stopwatch.StartNew();
-        var total = images.TryGetNonEnumeratedCount(out var known) ? known : 0;
-
-        void Flush()
-        {
-            var input = new float[batch.Count * views * pixelCount];
-            for (var i = 0; i < batch.Count; i++)
-            {
-                batch[i].Pixels.CopyTo(input, i * views * pixelCount);
-                if (views == 2)
-                {
-                    Training.BulkFeaturizer.Mirror(batch[i].Pixels, size).CopyTo(input, ((i * 2) + 1) * pixelCount);
-                }
-            }
-
-            using var tensor = OrtValue.CreateTensorValueFromMemory(input, [batch.Count * views, 3, size, size]);
-            using var outputs = session.Run(new RunOptions(), [Pipeline.ColumnNames.Pixels], [tensor], [BackboneCut.FrozenOutput]);
-            var mapValues = cut.CutShape.Size * views;
-            for (var i = 0; i < batch.Count; i++)
-            {
-                store.Add(outputs[0], i * mapValues, batch[i].Label);
-            }
-
-            batch.Clear();
-            progress?.Report(new FineTuneProgress(phase, 0, store.Count, Math.Max(total, store.Count), store.Count / clock.Elapsed.TotalSeconds));
-        }
-
-        foreach (var image in images)
-        {
-            cancellation.ThrowIfCancellationRequested();
-            if (image.Pixels.Length != pixelCount)
-            {
-                throw new ArgumentException($"an image has {image.Pixels.Length} pixel values; the backbone at {size} px takes 3 x {size} x {size} = {pixelCount}");
-            }
-
-            if (image.Label < 0 || image.Label >= classCount)
-            {
-                throw new ArgumentException($"label {image.Label} is outside 0..{classCount - 1}");
-            }
-
-            hash.AppendData(System.Runtime.InteropServices.MemoryMarshal.AsBytes(image.Pixels.AsSpan()));
-            hash.AppendData(BitConverter.GetBytes(image.Label));
-            batch.Add(image);
-            if (batch.Count == FrozenBatch)
-            {
-                Flush();
-            }
-        }
-
-        if (batch.Count > 0)
-        {
-            Flush();
-        }
-
-        return store;
-    }
-
-    private static (double Loss, double Accuracy) Validate(TrainStepSession session, FeatureMapStore store, int epoch, IProgress<FineTuneProgress>? progress)
-    {
-        if (store.Count == 0)
-        {
-            return (double.NaN, double.NaN);
-        }
-
-        var clock = Stopwatch.StartNew();
-        var batch = store.NewBatch(EvaluationBatch);
-        var labels = new long[EvaluationBatch];
-        double loss = 0;
-        var correct = 0;
-        for (var start = 0; start < store.Count; start += EvaluationBatch)
-        {
-            var count = Math.Min(EvaluationBatch, store.Count - start);
-            for (var i = 0; i < count; i++)
-            {
-                store.CopyMap(start + i, 0, batch, i);
-                labels[i] = store.Labels[start + i];
-            }
-
-            var (losses, logits, _) = session.Evaluate(batch, labels, count);
-            var classes = logits.Length / count;
-            for (var i = 0; i < count; i++)
-            {
-                loss += losses[i];
-                var row = logits.AsSpan(i * classes, classes);
-                if (row.IndexOf(row.ToArray().Max()) == labels[i])
-                {
-                    correct++;
-                }
-            }
-
-            progress?.Report(new FineTuneProgress("validating", epoch, start + count, store.Count, (start + count) / clock.Elapsed.TotalSeconds));
-        }
-
-        return (loss / store.Count, (double)correct / store.Count);
     }
 }
