@@ -32,7 +32,7 @@ public sealed record FineTuneBenchOptions(
     public static FineTuneBenchOptions Parse(string[] args, bool speed)
     {
         var options = new FineTuneBenchOptions("data/fashion-mnist-sample", null, speed ? 512 : 0, 64, "s4", null,
-            speed ? new FineTuneOptions(Epochs: 1, LearningRate: 0.001f, Augment: Augmentation.Flip) : new FineTuneOptions(),
+            speed ? new FineTuneOptions(Epochs: 1, LearningRate: 0.001f, Augment: Augmentation.Flip, HeadEpochs: 0) : new FineTuneOptions(),
             2, "/usr/bin/python3", 0.1, false, null);
         for (var i = 0; i < args.Length; i++)
         {
@@ -64,6 +64,7 @@ public sealed record FineTuneBenchOptions(
                 "--augment" => options with { FineTune = f with { Augment = FineTuneOptions.ParseAugmentation(Value()) } },
                 "--seed" => options with { FineTune = f with { Seed = Int() } },
                 "--patience" => options with { FineTune = f with { Patience = Int() } },
+                "--head-epochs" => options with { FineTune = f with { HeadEpochs = Int() } },
                 _ => throw new UserInputException($"{args[i]}: unknown option"),
             };
         }
@@ -77,6 +78,6 @@ public sealed record FineTuneBenchOptions(
     {
         var f = FineTune;
         return string.Create(CultureInfo.InvariantCulture,
-            $"size {ImageSize} features {Features} stages {f.Stages} epochs {f.Epochs} batch {f.BatchSize} lr {f.LearningRate} head x{f.HeadLearningRateMultiple} {f.Schedule} wd {f.WeightDecay} momentum {f.Momentum} augment {f.Augment}{(MirroredViews ? " (mirrored views)" : "")} seed {f.Seed} patience {f.Patience}");
+            $"size {ImageSize} features {Features} stages {f.Stages} epochs {f.Epochs} batch {f.BatchSize} lr {f.LearningRate} head x{f.HeadLearningRateMultiple} {f.Schedule} wd {f.WeightDecay} momentum {f.Momentum} augment {f.Augment}{(MirroredViews ? " (mirrored views)" : "")} seed {f.Seed} patience {f.Patience} head epochs {f.HeadEpochs}");
     }
 }

@@ -17,8 +17,8 @@ public sealed class FineTunerTests(FineTuneSampleFixture sample) : IClassFixture
 {
     private static readonly BackboneOptions s_backbone = new(64, "s4");
 
-    /// <summary>Small and quick: the last stage, two epochs of 120 images in batches of 32.</summary>
-    private static readonly FineTuneOptions s_options = new(Stages: 1, Epochs: 2, BatchSize: 32, LearningRate: 0.001f, Augment: Augmentation.FlipShift, Seed: 3);
+    /// <summary>Small and quick: the last stage, a head-only epoch, then two epochs of 120 images in batches of 32.</summary>
+    private static readonly FineTuneOptions s_options = new(Stages: 1, Epochs: 2, BatchSize: 32, LearningRate: 0.001f, Augment: Augmentation.FlipShift, Seed: 3, HeadEpochs: 1);
 
     [Fact]
     public void TwoRunsWithTheSameSeedGiveIdenticalWeights()
@@ -42,14 +42,14 @@ public sealed class FineTunerTests(FineTuneSampleFixture sample) : IClassFixture
             var whole = new FineTuner(s_options, s_backbone).Run(sample.Train, sample.Validation, 10);
             using var cancel = new CancellationTokenSource();
             var interrupted = new FineTuner(s_options, s_backbone).Run(sample.Train, sample.Validation, 10, folder,
-                epochs: new Callback<FineTuneEpoch>(_ => cancel.Cancel()), cancellation: cancel.Token);
+                epochs: new Callback<FineTuneEpoch>(e => { if (e.Epoch == 1) { cancel.Cancel(); } }), cancellation: cancel.Token);
 
             // When
             var resumed = new FineTuner(s_options, s_backbone).Run(sample.Train, sample.Validation, 10, folder, resume: true);
 
             // Then
             Assert.True(interrupted.Cancelled);
-            Assert.Single(interrupted.History);
+            Assert.Equal([0, 1], interrupted.History.Select(h => h.Epoch));
             Assert.Equal(FineTuner.Completed, resumed.StopReason);
             Assert.Equal(whole.History.Select(h => h.ValidationLoss), resumed.History.Select(h => h.ValidationLoss));
             AssertSameWeights(whole, resumed);
@@ -100,12 +100,12 @@ public sealed class FineTunerTests(FineTuneSampleFixture sample) : IClassFixture
     public void EarlyStoppingReturnsTheBestEpochAndTheExportedNetworkComputesTheTrainingForwardPass()
     {
         // Given / When
-        var options = s_options with { Epochs = 4, LearningRate = 0.003f, Patience = 1, Schedule = LearningRateSchedule.Step };
+        var options = s_options with { Epochs = 4, LearningRate = 0.003f, Patience = 1, Schedule = LearningRateSchedule.Step, HeadEpochs = 0 };
         var result = new FineTuner(options, s_backbone) { FullPrecisionCache = true }.Run(sample.Train, sample.Validation, 10);
 
         // Then
         Assert.StartsWith("early stopping", result.StopReason);
-        Assert.True(result.BestEpoch < result.History.Count, $"best epoch {result.BestEpoch} of {result.History.Count}");
+        Assert.True(result.BestEpoch < result.History[^1].Epoch, $"best epoch {result.BestEpoch} of {result.History[^1].Epoch}");
         Assert.Equal(result.History.MinBy(h => h.ValidationLoss)!.Epoch, result.BestEpoch);
         var graph = ResNet18Backbone.BuildGraph(s_backbone, batchSize: 1, result.Network);
         using var session = new InferenceSession(graph);
@@ -117,8 +117,26 @@ public sealed class FineTunerTests(FineTuneSampleFixture sample) : IClassFixture
             loss -= Math.Log(result.Head.Probabilities(outputs[0].GetTensorDataAsSpan<float>())[image.Label]);
         }
 
-        var expected = result.History[result.BestEpoch - 1].ValidationLoss;
+        var expected = result.History.Single(h => h.Epoch == result.BestEpoch).ValidationLoss;
         Assert.True(Math.Abs((loss / sample.Validation.Count) - expected) <= 1e-4 * expected, $"validation loss through the feature graph {loss / sample.Validation.Count} vs training's {expected}");
+    }
+
+    [Fact]
+    public void TheHeadTrainsAloneFirstAsEpochZeroAndThePretrainedNetworkIsKeptUntilTheBackboneTrains()
+    {
+        // Given / When a run whose backbone epoch is cancelled right after the head-only epoch
+        using var cancel = new CancellationTokenSource();
+        var result = new FineTuner(s_options with { HeadEpochs = 3 }, s_backbone).Run(sample.Train, sample.Validation, 10,
+            epochs: new Callback<FineTuneEpoch>(_ => cancel.Cancel()), cancellation: cancel.Token);
+
+        // Then epoch 0 scores well above chance (ln 10 = 2.30) and its network is the pretrained one, folded
+        Assert.Equal(0, Assert.Single(result.History).Epoch);
+        Assert.Equal(0, result.BestEpoch);
+        Assert.True(result.History[0].ValidationLoss < 1.5, $"head-only validation loss {result.History[0].ValidationLoss}");
+        var pretrained = ResNet18Backbone.LoadNetwork();
+        BatchNormFolding.Fold(pretrained.Graph);
+        var expected = pretrained.Graph.Initializer.ToDictionary(i => i.Name, OnnxValues);
+        Assert.All(result.Network.Graph.Initializer, i => Assert.Equal(expected[i.Name], OnnxValues(i)));
     }
 
     private static void AssertSameWeights(FineTuneResult first, FineTuneResult second)

@@ -15,7 +15,7 @@ internal sealed class EpochLoop(FineTuneOptions options, TrainStepSession sessio
     private readonly long[] _labels = new long[options.BatchSize];
 
     /// <summary>Trains epoch <paramref name="epoch"/> (0-based); null when cancelled before it finished.</summary>
-    public (double Loss, float LearningRate, double ImagesPerSecond)? Train(int epoch, IProgress<FineTuneProgress>? progress, CancellationToken cancellation)
+    public (double Loss, float LearningRate, double ImagesPerSecond)? Train(int epoch, IProgress<FineTuneProgress>? progress, CancellationToken cancellation, string phase = "training")
     {
         var random = new Random(unchecked((options.Seed * 1_000_003) + epoch));
         var order = Enumerable.Range(0, store.Count).ToArray();
@@ -53,7 +53,7 @@ internal sealed class EpochLoop(FineTuneOptions options, TrainStepSession sessio
 
             learningRate = options.LearningRateAt(epoch, step, steps);
             loss += session.Step(_batch, _labels, count, learningRate, learningRate * options.HeadLearningRateMultiple) * count;
-            progress?.Report(new FineTuneProgress("training", epoch + 1, start + count, store.Count, (start + count) / clock.Elapsed.TotalSeconds));
+            progress?.Report(new FineTuneProgress(phase, epoch + 1, start + count, store.Count, (start + count) / clock.Elapsed.TotalSeconds));
         }
 
         return (loss / store.Count, learningRate, store.Count / clock.Elapsed.TotalSeconds);

@@ -41,6 +41,21 @@ internal sealed class FeatureMapStore
     /// <summary>Appends one image: its <see cref="Views"/> maps, back to back in <paramref name="maps"/> from <paramref name="offset"/>.</summary>
     public void Add(OrtValue maps, int offset, int label)
     {
+        var values = Shape.Size * Views;
+        if (FullPrecision)
+        {
+            Add<float>(maps.GetTensorDataAsSpan<float>().Slice(offset, values), label);
+        }
+        else
+        {
+            Add<Float16>(maps.GetTensorDataAsSpan<Float16>().Slice(offset, values), label);
+        }
+    }
+
+    /// <summary>Appends one image's <see cref="Views"/> maps, of this store's element type.</summary>
+    public void Add<T>(ReadOnlySpan<T> maps, int label)
+        where T : unmanaged
+    {
         var slot = Count % _imagesPerChunk;
         var values = Shape.Size * Views;
         if (slot == 0)
@@ -55,15 +70,7 @@ internal sealed class FeatureMapStore
             _chunks[^1] = grown;
         }
 
-        if (FullPrecision)
-        {
-            maps.GetTensorDataAsSpan<float>().Slice(offset, values).CopyTo(((float[])_chunks[^1]).AsSpan(slot * values));
-        }
-        else
-        {
-            maps.GetTensorDataAsSpan<Float16>().Slice(offset, values).CopyTo(((Float16[])_chunks[^1]).AsSpan(slot * values));
-        }
-
+        maps[..values].CopyTo(((T[])_chunks[^1]).AsSpan(slot * values));
         _labels.Add(label);
     }
 

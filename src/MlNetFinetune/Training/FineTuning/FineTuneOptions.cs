@@ -43,6 +43,9 @@ public enum Augmentation
 /// <param name="Augment">Augmentation of the training images.</param>
 /// <param name="Seed">Seeds the head's initial weights, the order of images and the augmentation: the same seed gives the same weights on the CPU.</param>
 /// <param name="Patience">Stop when the validation loss has not improved for this many epochs; 0 never stops early.</param>
+/// <param name="HeadEpochs">Epochs that train the new head alone on the pretrained network's features before the
+/// backbone trains (a linear probe to start from, reported as epoch 0, which can be the best); 0 starts the backbone
+/// with a random head.</param>
 public sealed record FineTuneOptions(
     int Stages = 2,
     int Epochs = 10,
@@ -54,7 +57,8 @@ public sealed record FineTuneOptions(
     float Momentum = 0.9f,
     Augmentation Augment = Augmentation.Flip,
     int Seed = 1,
-    int Patience = 3)
+    int Patience = 3,
+    int HeadEpochs = 5)
 {
     /// <summary>Throws <see cref="UserInputException"/> with one line naming the option when the options cannot run.</summary>
     public void Validate()
@@ -110,6 +114,11 @@ public sealed record FineTuneOptions(
         {
             throw new UserInputException($"--patience {Patience}: must be 0 (never stop early) or more");
         }
+
+        if (HeadEpochs < 0)
+        {
+            throw new UserInputException($"--head-epochs {HeadEpochs}: must be 0 (start from a random head) or more");
+        }
     }
 
     /// <summary>Parses a schedule as the command line writes it (step, exponential, cosine, one-cycle).</summary>
@@ -152,7 +161,7 @@ public sealed record FineTuneOptions(
 
     /// <summary>Canonical text of every option, stored in checkpoints: a checkpoint resumes only a run with the same options.</summary>
     public string Describe() => string.Create(CultureInfo.InvariantCulture,
-        $"stages={Stages};epochs={Epochs};batch={BatchSize};lr={LearningRate:R};head={HeadLearningRateMultiple:R};schedule={Schedule};wd={WeightDecay:R};momentum={Momentum:R};augment={Augment};seed={Seed};patience={Patience}");
+        $"stages={Stages};epochs={Epochs};batch={BatchSize};lr={LearningRate:R};head={HeadLearningRateMultiple:R};schedule={Schedule};wd={WeightDecay:R};momentum={Momentum:R};augment={Augment};seed={Seed};patience={Patience};headEpochs={HeadEpochs}");
 
     private static double OneCycle(double progress)
     {

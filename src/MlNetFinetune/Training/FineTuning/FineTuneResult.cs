@@ -7,11 +7,11 @@ namespace MlNetFinetune.Training.FineTuning;
 public readonly record struct LabelledPixels(float[] Pixels, int Label);
 
 /// <summary>What a finished fine-tuning epoch measured.</summary>
-/// <param name="Epoch">1-based.</param>
+/// <param name="Epoch">1-based; 0 is the head trained alone on the pretrained network (<see cref="FineTuneOptions.HeadEpochs"/>).</param>
 /// <param name="TrainLoss">Mean cross-entropy over the epoch's training steps (augmented images, weights changing along the way).</param>
 /// <param name="ValidationLoss">Mean cross-entropy on the validation images after the epoch; NaN without validation images.</param>
 /// <param name="ValidationAccuracy">Share of validation images classified right after the epoch; NaN without validation images.</param>
-/// <param name="LearningRate">The backbone's learning rate at the epoch's last step (the head's is that times the multiple).</param>
+/// <param name="LearningRate">The backbone's learning rate at the epoch's last step (the head's is that times the multiple); for epoch 0 the head's starting rate.</param>
 /// <param name="ImagesPerSecond">Training images per second of the epoch's training steps.</param>
 /// <param name="Seconds">Wall time of the epoch, validation included.</param>
 public sealed record FineTuneEpoch(int Epoch, double TrainLoss, double ValidationLoss, double ValidationAccuracy, double LearningRate, double ImagesPerSecond, double Seconds);
@@ -57,7 +57,9 @@ public sealed record FineTunedHead(string Features, int FeatureSize, int Classes
 /// weights replaced, same tensor names, so <see cref="Backbones.ResNet18Backbone.BuildGraph"/> wraps it into the feature graph.</param>
 /// <param name="Head">The head trained with it, on the backbone options' taps.</param>
 /// <param name="History">Every finished epoch, in order.</param>
-/// <param name="BestEpoch">The epoch whose weights <see cref="Network"/> and <see cref="Head"/> hold (lowest validation loss; the last without validation images).</param>
+/// <param name="BestEpoch">The epoch whose weights <see cref="Network"/> and <see cref="Head"/> hold (lowest validation loss; the last without
+/// validation images); 0 is the head-only epoch (the network then is the pretrained one), <see cref="FineTuner.NoEpoch"/> when no epoch
+/// had a finite validation loss (the pretrained network and the initial head).</param>
 /// <param name="StopReason">Why training ended: "completed", "early stopping (patience N)" or "cancelled".</param>
 /// <param name="CacheBytes">Memory held by the cached maps of the frozen part.</param>
 /// <param name="CacheSeconds">Time this run spent running the frozen part over the training and validation images (a resumed run rebuilds the cache too).</param>

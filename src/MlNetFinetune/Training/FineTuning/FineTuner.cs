@@ -21,6 +21,9 @@ public sealed class FineTuner
     /// <summary><see cref="FineTuneResult.StopReason"/> of a run cancelled after at least one epoch.</summary>
     public const string Cancelled = "cancelled";
 
+    /// <summary><see cref="FineTuneResult.BestEpoch"/> when no epoch had a finite validation loss.</summary>
+    public const int NoEpoch = -1;
+
 
     private readonly FineTuneOptions _options;
     private readonly BackboneOptions _backbone;
@@ -117,37 +120,16 @@ public sealed class FineTuner
         }
 
         var history = new List<FineTuneEpoch>(checkpoint?.History ?? []);
-        var bestEpoch = checkpoint?.BestEpoch ?? 0;
+        var bestEpoch = checkpoint?.BestEpoch ?? NoEpoch;
         var best = checkpoint?.BestWeights ?? initial;
         var stopReason = checkpoint?.StopReason;
-        var loop = new EpochLoop(_options, session, train);
-        while (stopReason is null)
+
+        // Scores the epoch just trained, keeps the best weights, decides whether to go on, and checkpoints.
+        void Finish(FineTuneEpoch report)
         {
-            var epoch = history.Count;
-            if (epoch == _options.Epochs)
-            {
-                stopReason = Completed;
-                break;
-            }
-
-            var epochClock = Stopwatch.StartNew();
-            var trained = loop.Train(epoch, progress, cancellation);
-            if (trained is null)
-            {
-                if (history.Count == 0)
-                {
-                    cancellation.ThrowIfCancellationRequested();
-                }
-
-                stopReason = Cancelled;
-                break;
-            }
-
-            var (validationLoss, accuracy) = EpochLoop.Validate(session, valid, epoch + 1, progress);
-            var report = new FineTuneEpoch(epoch + 1, trained.Value.Loss, validationLoss, accuracy, trained.Value.LearningRate,
-                trained.Value.ImagesPerSecond, epochClock.Elapsed.TotalSeconds);
             history.Add(report);
-            if (valid.Count == 0 || (double.IsFinite(validationLoss) && (bestEpoch == 0 || validationLoss < history[bestEpoch - 1].ValidationLoss)))
+            if (valid.Count == 0 || (double.IsFinite(report.ValidationLoss)
+                && (bestEpoch == NoEpoch || report.ValidationLoss < history.Single(h => h.Epoch == bestEpoch).ValidationLoss)))
             {
                 bestEpoch = report.Epoch;
                 best = session.Weights.ToDictionary(p => p.Key, p => (float[])p.Value.Clone(), StringComparer.Ordinal);
@@ -157,11 +139,11 @@ public sealed class FineTuner
             {
                 stopReason = "diverged (the training loss is not finite; lower --learning-rate)";
             }
-            else if (history.Count == _options.Epochs)
+            else if (report.Epoch == _options.Epochs)
             {
                 stopReason = Completed;
             }
-            else if (_options.Patience > 0 && report.Epoch - bestEpoch >= _options.Patience)
+            else if (_options.Patience > 0 && bestEpoch != NoEpoch && report.Epoch - bestEpoch >= _options.Patience)
             {
                 stopReason = $"early stopping (no better validation loss for {_options.Patience} epochs)";
             }
@@ -182,6 +164,38 @@ public sealed class FineTuner
             }
 
             epochs?.Report(report);
+        }
+
+        if (checkpoint is null && _options.HeadEpochs > 0)
+        {
+            var clock0 = Stopwatch.StartNew();
+            var probe = HeadProbe.Train(session, train, _options, classCount, mean, scale, progress, cancellation);
+            cancellation.ThrowIfCancellationRequested();
+            var (loss0, accuracy0) = EpochLoop.Validate(session, valid, 0, progress);
+            Finish(new FineTuneEpoch(0, probe!.Value, loss0, accuracy0, _options.LearningRate * _options.HeadLearningRateMultiple,
+                train.Count / clock0.Elapsed.TotalSeconds, clock0.Elapsed.TotalSeconds));
+        }
+
+        var loop = new EpochLoop(_options, session, train);
+        while (stopReason is null)
+        {
+            var epoch = history.Count(h => h.Epoch > 0);
+            var epochClock = Stopwatch.StartNew();
+            var trained = loop.Train(epoch, progress, cancellation);
+            if (trained is null)
+            {
+                if (history.Count == 0)
+                {
+                    cancellation.ThrowIfCancellationRequested();
+                }
+
+                stopReason = Cancelled;
+                break;
+            }
+
+            var (validationLoss, accuracy) = EpochLoop.Validate(session, valid, epoch + 1, progress);
+            Finish(new FineTuneEpoch(epoch + 1, trained.Value.Loss, validationLoss, accuracy, trained.Value.LearningRate,
+                trained.Value.ImagesPerSecond, epochClock.Elapsed.TotalSeconds));
         }
 
         var head = HeadStandardisation.RawFeatureHead(_backbone.Features, best[TrainingGraphBuilder.HeadWeight], best[TrainingGraphBuilder.HeadBias], mean, scale, classCount);
