@@ -13,11 +13,11 @@ public sealed class HeadTrainingTests(SampleModelFixture fixture)
     public void EarlyStoppingKeepsTheBestEpochNotTheLast()
     {
         var backbone = fixture.Result.Backbone;
-        using var cache = BottleneckCache.Open(fixture.Workspace, ResNet18Backbone.Fingerprint(backbone), backbone.FeatureSize);
+        using var store = FeatureStore.Open(new MLContext(), fixture.Workspace, backbone, new FeaturizationOptions());
         var images = ImageFolder.Scan(TestData.SampleFolder).Images;
-        var featurization = new BulkFeaturizer(new MLContext(), backbone, new FeaturizationOptions()).Featurize([.. images.Select(i => i.Path)], cache);
+        var features = store.Featurize(images).Images.ToDictionary(i => i.Image.Path, i => i.Features!);
         List<FeatureRow> Rows(IEnumerable<ImageRecord> part) =>
-            [.. part.Select(i => { cache.TryGet(featurization.KeyByPath[i.Path], out var f); return new FeatureRow { Label = i.Label, Features = f }; })];
+            [.. part.Select(i => new FeatureRow { Label = i.Label, Features = features[i.Path] })];
         var byClass = images.GroupBy(i => i.Label).ToList();
         var train = Rows(byClass.SelectMany(g => g.Take(4)));
         var validation = Rows(byClass.SelectMany(g => g.Skip(10).Take(10)));

@@ -9,9 +9,50 @@ namespace MlNetFinetune.Backbones;
 /// <summary>
 /// The ImageNet-pretrained ResNet18 shipped as ONNX by Microsoft.ML.DnnImageFeaturizer.ResNet18, rewritten into one graph:
 /// RGB planar pixels in 0..255 -> BGR -> minus the mean image -> ResNet18 -> pooled taps -> one feature vector.
+/// A network with the same tensor names (fine-tuned weights) can take the pretrained one's place.
 /// </summary>
-public static class ResNet18Backbone
+public sealed class ResNet18Backbone : IBackbone
 {
+    private readonly ModelProto? _network;
+    private readonly Lazy<string> _fingerprint;
+
+    /// <summary>The pretrained network at <paramref name="options"/>, or <paramref name="network"/> in its place.</summary>
+    /// <param name="options">Input size and taps.</param>
+    /// <param name="network">A network with the pretrained one's tensor names; null for the pretrained network.</param>
+    /// <param name="name">Name in reports and the manifest; "resnet18" by default.</param>
+    public ResNet18Backbone(BackboneOptions options, ModelProto? network = null, string name = "resnet18")
+    {
+        options.Validate();
+        Options = options;
+        _network = network;
+        Name = name;
+        _fingerprint = new(() => FingerprintOf(options, network is null ? s_weightsHash.Value : Convert.ToHexStringLower(SHA256.HashData(network.ToByteArray()))));
+    }
+
+    /// <summary>Input size and taps.</summary>
+    public BackboneOptions Options { get; }
+
+    /// <inheritdoc/>
+    public string Name { get; }
+
+    /// <inheritdoc/>
+    public int ImageSize => Options.ImageSize;
+
+    /// <inheritdoc/>
+    public string Features => string.Join('+', Options.ParseTaps());
+
+    /// <inheritdoc/>
+    public int FeatureSize => Options.FeatureSize;
+
+    /// <inheritdoc/>
+    public string Fingerprint => _fingerprint.Value;
+
+    /// <inheritdoc/>
+    public string Describe() => Name == "resnet18" ? Options.Describe() : $"{Name};{Options.Describe()}";
+
+    /// <inheritdoc/>
+    public byte[] BuildGraph(int? batchSize) => BuildGraph(Options, batchSize, _network);
+
     /// <summary>Bumped whenever the graph rewrite changes what features it computes; part of the cache key.</summary>
     public const int GraphVersion = 1;
 
@@ -130,9 +171,9 @@ public static class ResNet18Backbone
     public static IReadOnlyList<string> StageOutputs => s_stageOutputs;
 
     /// <summary>Hash of the options, the graph version and the network weights: features under another fingerprint are never reused.</summary>
-    public static string Fingerprint(BackboneOptions options)
+    private static string FingerprintOf(BackboneOptions options, string weightsHash)
     {
-        var text = Encoding.UTF8.GetBytes($"{options.Describe()};graph={GraphVersion};weights={s_weightsHash.Value}");
+        var text = Encoding.UTF8.GetBytes($"{options.Describe()};graph={GraphVersion};weights={weightsHash}");
         return Convert.ToHexStringLower(SHA256.HashData(text))[..16];
     }
 

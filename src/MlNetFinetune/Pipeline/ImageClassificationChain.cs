@@ -1,4 +1,5 @@
 using Microsoft.ML;
+using Microsoft.ML.Data;
 using Microsoft.ML.Trainers;
 using Microsoft.ML.Transforms;
 using Microsoft.ML.Transforms.Image;
@@ -20,6 +21,27 @@ public static class ImageClassificationChain
             .Append(Featurizer(ml, backboneGraphPath, imageSize))
             .Append(Head(ml, l2Regularization, maximumIterations))
             .Append(KeyToLabel(ml));
+
+    /// <summary>
+    /// The saved model, composed from the fitted parts: featurizer (resize, pixels, backbone), head, key -> label. The
+    /// label -> key step is left out: the head keeps the class names it was trained with, so prediction needs no label column.
+    /// </summary>
+    public static TransformerChain<ITransformer> Compose(MLContext ml, ITransformer head, string backboneGraphPath, int imageSize)
+    {
+        var inputs = ml.Data.LoadFromEnumerable(Array.Empty<ImageInput>());
+        var featurizer = Featurizer(ml, backboneGraphPath, imageSize).Fit(inputs);
+        var keyToLabel = KeyToLabel(ml).Fit(head.Transform(featurizer.Transform(inputs)));
+        return new TransformerChain<ITransformer>(featurizer, head, keyToLabel);
+    }
+
+    /// <summary>The class names of a fitted <see cref="LabelToKey"/> in key order (the order of the scores).</summary>
+    public static IReadOnlyList<string> ClassNames(ITransformer labelToKey, DataViewSchema inputSchema)
+    {
+        var schema = labelToKey.GetOutputSchema(inputSchema);
+        VBuffer<ReadOnlyMemory<char>> names = default;
+        schema[ColumnNames.LabelKey].GetKeyValues(ref names);
+        return [.. names.DenseValues().Select(n => n.ToString())];
+    }
 
     /// <summary>Classes become keys in ordinal order of their names, so scores come in that order.</summary>
     public static IEstimator<ITransformer> LabelToKey(MLContext ml) =>

@@ -31,7 +31,8 @@ public static class HeadTrainer
         IReadOnlyList<FeatureRow> train,
         IReadOnlyList<FeatureRow> validation,
         int featureSize,
-        HeadOptions options)
+        HeadOptions options,
+        CancellationToken cancellation = default)
     {
         var maxEpochs = Math.Max(1, options.MaximumIterations / Math.Max(1, options.EpochIterations));
         if (validation.Count == 0)
@@ -53,7 +54,7 @@ public static class HeadTrainer
         var candidates = new List<HeadCandidate>();
         foreach (var l2 in options.L2Regularization is float given ? [given] : HeadOptions.L2Candidates)
         {
-            var run = TrainWithEarlyStopping(ml, searchView, validationView, l2, options, maxEpochs);
+            var run = TrainWithEarlyStopping(ml, searchView, validationView, l2, options, maxEpochs, cancellation);
             candidates.Add(new HeadCandidate(SoftmaxHead, l2, run.BestAccuracy, run.BestLogLoss, run.BestEpoch, run.EpochsRun));
         }
 
@@ -61,6 +62,7 @@ public static class HeadTrainer
         {
             foreach (var name in new[] { SdcaHead, LightGbmHead })
             {
+                cancellation.ThrowIfCancellationRequested();
                 if (clock.Elapsed > budget)
                 {
                     candidates.Add(new HeadCandidate(name + " (not run: search budget spent)", 0, 0, 0, 0, 0));
@@ -84,13 +86,13 @@ public static class HeadTrainer
         if (sampled)
         {
             var trainView = labelToKey.Transform(FeatureRow.ToDataView(ml, train, featureSize));
-            var full = TrainWithEarlyStopping(ml, trainView, validationView, best.L2Regularization, options, maxEpochs);
+            var full = TrainWithEarlyStopping(ml, trainView, validationView, best.L2Regularization, options, maxEpochs, cancellation);
             var winner = new HeadCandidate(SoftmaxHead + " (all training rows)", best.L2Regularization, full.BestAccuracy, full.BestLogLoss, full.BestEpoch, full.EpochsRun);
             return new TrainedHead(SoftmaxHead, full.Best, best.L2Regularization, full.BestEpoch, [.. candidates, winner]);
         }
 
         var all = labelToKey.Transform(FeatureRow.ToDataView(ml, train.Concat(validation), featureSize));
-        var final = TrainEpochs(ml, all, best.L2Regularization, options, best.BestEpoch);
+        var final = TrainEpochs(ml, all, best.L2Regularization, options, best.BestEpoch, cancellation);
         return new TrainedHead(SoftmaxHead, final, best.L2Regularization, best.BestEpoch, candidates);
     }
 
@@ -130,7 +132,7 @@ public static class HeadTrainer
     public sealed record EarlyStoppingRun(ITransformer Best, int BestEpoch, double BestAccuracy, double BestLogLoss, int EpochsRun, IReadOnlyList<double> ValidationLogLoss);
 
     /// <summary>Trains in epochs, scoring each on <paramref name="validation"/>, and keeps the epoch of lowest validation log-loss.</summary>
-    public static EarlyStoppingRun TrainWithEarlyStopping(MLContext ml, IDataView train, IDataView validation, float l2, HeadOptions options, int maxEpochs)
+    public static EarlyStoppingRun TrainWithEarlyStopping(MLContext ml, IDataView train, IDataView validation, float l2, HeadOptions options, int maxEpochs, CancellationToken cancellation = default)
     {
         var normalizer = ImageClassificationChain.HeadNormalizer(ml).Fit(train);
         var normalized = normalizer.Transform(train);
@@ -142,6 +144,7 @@ public static class HeadTrainer
         var history = new List<double>();
         while (epoch < maxEpochs && epoch - bestEpoch <= options.Patience)
         {
+            cancellation.ThrowIfCancellationRequested();
             epoch++;
             current = current is null ? trainer.Fit(normalized) : trainer.Fit(normalized, current.Model);
             var head = new TransformerChain<ITransformer>(normalizer, current);
@@ -156,7 +159,7 @@ public static class HeadTrainer
         return new EarlyStoppingRun(best!, bestEpoch, bestAccuracy, bestLogLoss, epoch, history);
     }
 
-    private static ITransformer TrainEpochs(MLContext ml, IDataView train, float l2, HeadOptions options, int epochs)
+    private static ITransformer TrainEpochs(MLContext ml, IDataView train, float l2, HeadOptions options, int epochs, CancellationToken cancellation)
     {
         var normalizer = ImageClassificationChain.HeadNormalizer(ml).Fit(train);
         var normalized = normalizer.Transform(train);
@@ -164,12 +167,12 @@ public static class HeadTrainer
         var current = trainer.Fit(normalized);
         for (var epoch = 2; epoch <= epochs; epoch++)
         {
+            cancellation.ThrowIfCancellationRequested();
             current = trainer.Fit(normalized, current.Model);
         }
 
         return new TransformerChain<ITransformer>(normalizer, current);
     }
-
 
     private sealed class ScoreRow
     {
