@@ -23,6 +23,7 @@ public static class TrainerCommandLine
     private static readonly Option<int?> s_imageSize = new("--image-size") { Description = "Backbone input side in pixels, a multiple of 32 (default: chosen from the images' size)" };
     private static readonly Option<string?> s_features = new("--features") { Description = "Pooled backbone taps, e.g. s4, s3+s4, s2g2+s3g2+s4 (default: chosen from the data)" };
     private static readonly Option<bool> s_mirrored = new("--mirrored-views") { Description = "Also train on the horizontally mirrored view of every training image" };
+    private static readonly Option<bool> s_keepDuplicates = new("--keep-held-out-duplicates") { Description = "Score held-out images whose bytes equal a training image's too (by default they are left out of the score and listed)" };
     private static readonly Option<string?> s_shard = new("--shard") { Description = "Only featurize shard k of n (k/n) into the cache, for running on several machines; then train without it" };
     private static readonly Option<float?> s_l2 = new("--l2") { Description = "L2 strength of the head (default: chosen on the validation split)" };
     private static readonly Option<string> s_head = new("--head") { Description = "softmax: L2 search of the softmax head; auto: also SDCA and LightGBM heads, on the validation split", DefaultValueFactory = _ => HeadOptions.SoftmaxSearch };
@@ -79,6 +80,7 @@ public static class TrainerCommandLine
             ImageSize = parse.GetValue(s_imageSize),
             Features = parse.GetValue(s_features),
             MirroredViews = parse.GetValue(s_mirrored),
+            ExcludeHeldOutDuplicates = !parse.GetValue(s_keepDuplicates),
             Head = new HeadOptions(parse.GetValue(s_l2), Search: parse.GetValue(s_head)!, SearchBudget: TimeSpan.FromMinutes(parse.GetValue(s_searchMinutes))),
             Featurization = new FeaturizationOptions(BatchSize: parse.GetValue(s_batch), GpuDevice: gpuGiven ? parse.GetValue(s_gpu) ?? 0 : null),
         };
@@ -87,7 +89,7 @@ public static class TrainerCommandLine
     private static RootCommand Build(IAnsiConsole console, TextWriter error, CancellationToken interrupt)
     {
         var root = new RootCommand("Fine-tunes the pretrained ResNet18 on a folder of labelled images and evaluates it on held-out images.");
-        foreach (var option in new Option[] { s_data, s_test, s_output, s_seed, s_workspace, s_heldOut, s_imageSize, s_features, s_mirrored, s_l2, s_head, s_searchMinutes, s_batch, s_gpu, s_shard })
+        foreach (var option in new Option[] { s_data, s_test, s_output, s_seed, s_workspace, s_heldOut, s_imageSize, s_features, s_mirrored, s_keepDuplicates, s_l2, s_head, s_searchMinutes, s_batch, s_gpu, s_shard })
         {
             root.Options.Add(option);
         }

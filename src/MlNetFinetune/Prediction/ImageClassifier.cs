@@ -75,6 +75,8 @@ public sealed class ImageClassifier : IDisposable
             throw new UserInputException($"{modelPath}: the model's scores do not match the {manifest.Classes.Count} classes of its manifest");
         }
 
+        manifest.CheckClasses(ScoreClassNames(score), modelPath);
+
         var concurrency = maxConcurrency ?? DefaultMaxConcurrency;
         if (concurrency < 1)
         {
@@ -156,6 +158,19 @@ public sealed class ImageClassifier : IDisposable
     {
         _policy.Dispose();
         _gate.Dispose();
+    }
+
+    /// <summary>The class names ML.NET keeps with the score column (its slot names, from the training labels' key values).</summary>
+    private static IReadOnlyList<string> ScoreClassNames(DataViewSchema.Column score)
+    {
+        if (score.Annotations.Schema.GetColumnOrNull("SlotNames") is null)
+        {
+            return [];
+        }
+
+        VBuffer<ReadOnlyMemory<char>> names = default;
+        score.Annotations.GetValue("SlotNames", ref names);
+        return [.. names.DenseValues().Select(n => n.ToString())];
     }
 
     private static ITransformer LoadModel(MLContext ml, byte[] zip)

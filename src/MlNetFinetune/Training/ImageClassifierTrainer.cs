@@ -93,6 +93,9 @@ public sealed class ImageClassifierTrainer(TrainingOptions options)
         ModelFile.Save(ml, backbone, head, classNames, report, workspace, modelPath, cancellation);
         ReportWriter.WriteAll(report, predictions, options.OutputFolder);
         HtmlReportWriter.Write(report, predictions, options.OutputFolder);
+
+        // A Ctrl+C that came while the files were written still ends the run as interrupted; each file is whole.
+        cancellation.ThrowIfCancellationRequested();
         return new TrainingResult(Path.GetFullPath(modelPath), report, predictions, featurization, backbone);
     }
 
