@@ -98,7 +98,7 @@ internal sealed class BulkFeaturizer
         var done = 0;
         var fromCache = 0;
         var computed = 0;
-        var batchSize = Math.Max(1, _options.BatchSize);
+        var batchSize = _backbone.RunsInBatches ? Math.Max(1, _options.BatchSize) : 1;
         var workers = _options.DecodeWorkers > 0 ? _options.DecodeWorkers : Math.Max(1, Environment.ProcessorCount / 2);
         var decoded = Channel.CreateBounded<(string Key, float[] Pixels)>(new BoundedChannelOptions(batchSize * 4) { SingleReader = true });
         var queue = new ConcurrentQueue<ImageRecord>(images.DistinctBy(i => i.Path, StringComparer.Ordinal));
