@@ -1,6 +1,7 @@
 using Microsoft.Extensions.ObjectPool;
 using Microsoft.ML;
 using Microsoft.ML.Data;
+using MlNetFinetune.Images;
 using MlNetFinetune.Pipeline;
 
 namespace MlNetFinetune.Prediction;

@@ -6,6 +6,7 @@ using Microsoft.ML.Data;
 using Microsoft.ML.OnnxRuntime;
 using MlNetFinetune.Backbones;
 using MlNetFinetune.Data;
+using MlNetFinetune.Images;
 using MlNetFinetune.Pipeline;
 
 namespace MlNetFinetune.Training;

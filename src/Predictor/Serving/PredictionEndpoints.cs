@@ -2,6 +2,7 @@ using System.Globalization;
 using Microsoft.AspNetCore.Http;
 using Microsoft.Net.Http.Headers;
 using MlNetFinetune.Evaluation;
+using MlNetFinetune.Images;
 using MlNetFinetune.Prediction;
 
 namespace MlNetFinetune.Predictor.Serving;

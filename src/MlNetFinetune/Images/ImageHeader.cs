@@ -1,6 +1,6 @@
 using System.Buffers.Binary;
 
-namespace MlNetFinetune.Prediction;
+namespace MlNetFinetune.Images;
 
 /// <summary>The encoded image formats the decoder reads.</summary>
 public enum ImageFormat

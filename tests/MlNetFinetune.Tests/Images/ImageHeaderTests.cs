@@ -1,10 +1,9 @@
 using System.Buffers.Binary;
 using System.Text;
-using MlNetFinetune.Pipeline;
-using MlNetFinetune.Prediction;
+using MlNetFinetune.Images;
 using SkiaSharp;
 
-namespace MlNetFinetune.Tests;
+namespace MlNetFinetune.Tests.Images;
 
 public sealed class ImageHeaderTests
 {

@@ -1,6 +1,6 @@
 using Microsoft.ML.Data;
 
-namespace MlNetFinetune.Pipeline;
+namespace MlNetFinetune.Images;
 
 /// <summary>The "load image" step: encoded bytes (PNG, JPEG, BMP, GIF, WebP) to an ML.NET image.</summary>
 public static class ImageDecoder
@@ -31,10 +31,10 @@ public static class ImageDecoder
         }
     }
 
-    private static bool IsTruncated(ReadOnlySpan<byte> encoded) => Prediction.ImageHeader.DetectFormat(encoded) switch
+    private static bool IsTruncated(ReadOnlySpan<byte> encoded) => ImageHeader.DetectFormat(encoded) switch
     {
-        Prediction.ImageFormat.Png => encoded.LastIndexOf("IEND"u8) is var end && (end < 0 || end < encoded.Length - 64),
-        Prediction.ImageFormat.Jpeg => encoded.TrimEnd((byte)0) is var trimmed && !trimmed.EndsWith((ReadOnlySpan<byte>)[0xFF, 0xD9]),
+        ImageFormat.Png => encoded.LastIndexOf("IEND"u8) is var end && (end < 0 || end < encoded.Length - 64),
+        ImageFormat.Jpeg => encoded.TrimEnd((byte)0) is var trimmed && !trimmed.EndsWith((ReadOnlySpan<byte>)[0xFF, 0xD9]),
         _ => false,
     };
 }
