@@ -97,19 +97,11 @@ public sealed class ImageClassifier : IDisposable
         }
     }
 
+    /// <summary>Classifies an image file; throws <see cref="InvalidImageException"/> naming the file when it cannot be read or decoded (see <see cref="ImageDecoder.DecodeFile"/>).</summary>
     public ClassificationResult Predict(string imagePath, int top = 3)
     {
-        byte[] bytes;
-        try
-        {
-            bytes = File.ReadAllBytes(imagePath);
-        }
-        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
-        {
-            throw new InvalidDataException($"{imagePath}: cannot read ({e.Message})", e);
-        }
-
-        return Predict(bytes, top, imagePath);
+        using var image = ImageDecoder.DecodeFile(imagePath);
+        return Predict(image, top);
     }
 
     public ClassificationResult Predict(Stream stream, int top = 3, string source = "stream")
@@ -119,7 +111,7 @@ public sealed class ImageClassifier : IDisposable
         return Predict(memory.ToArray(), top, source);
     }
 
-    /// <summary>Classifies an encoded image; throws <see cref="InvalidDataException"/> naming <paramref name="source"/> when it cannot be decoded.</summary>
+    /// <summary>Classifies an encoded image; throws <see cref="InvalidImageException"/> naming <paramref name="source"/> when it cannot be decoded.</summary>
     public ClassificationResult Predict(byte[] encoded, int top = 3, string source = "image")
     {
         using var image = ImageDecoder.Decode(encoded, source);

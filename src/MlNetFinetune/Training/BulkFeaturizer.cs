@@ -129,7 +129,7 @@ public sealed class BulkFeaturizer
                     using var image = ImageDecoder.Decode(bytes, path);
                     pixels = engine.Predict(new ImageInput { Image = image }).Pixels;
                 }
-                catch (InvalidDataException e)
+                catch (InvalidImageException e)
                 {
                     keys.TryRemove(path, out _);
                     lock (pending)
@@ -138,7 +138,7 @@ public sealed class BulkFeaturizer
                         pending.Remove(key + MirroredSuffix);
                     }
 
-                    skipped.Add(new SkippedFile(path, e.Message[(path.Length + 2)..]));
+                    skipped.Add(new SkippedFile(path, e.Detail));
                     Interlocked.Increment(ref done);
                     continue;
                 }

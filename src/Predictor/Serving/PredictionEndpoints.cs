@@ -70,7 +70,7 @@ public sealed class PredictionEndpoints(ImageClassifier classifier, ServeOptions
         {
             header = ImageHeader.Read(image, source);
         }
-        catch (InvalidDataException e)
+        catch (InvalidImageException e)
         {
             return Error(StatusCodes.Status400BadRequest, e.Message);
         }
@@ -86,7 +86,7 @@ public sealed class PredictionEndpoints(ImageClassifier classifier, ServeOptions
         {
             return Results.Json(classifier.Predict(image, top, source));
         }
-        catch (InvalidDataException e)
+        catch (InvalidImageException e)
         {
             return Error(StatusCodes.Status400BadRequest, e.Message);
         }

@@ -57,9 +57,11 @@ public sealed class ImageHeaderTests
 
         Assert.Null(ImageHeader.DetectFormat(text));
         Assert.Null(ImageHeader.DetectFormat([]));
-        var error = Assert.Throws<InvalidDataException>(() => ImageHeader.Read(text, "upload.bin"));
-        Assert.Contains("upload.bin", error.Message);
-        Assert.Contains("unknown file signature", error.Message);
+        var error = Assert.Throws<InvalidImageException>(() => ImageHeader.Read(text, "upload.bin"));
+        Assert.Equal(ImageProblem.UnknownFormat, error.Problem);
+        Assert.Equal("upload.bin", error.Source);
+        Assert.StartsWith("upload.bin: not a PNG, JPEG, GIF, BMP or WebP image (unknown file signature 3C68746D6C3E6E6F)", error.Message);
+        Assert.Equal(ImageProblem.Empty, Assert.Throws<InvalidImageException>(() => ImageHeader.Read([], "upload.bin")).Problem);
     }
 
     [Theory]
@@ -71,9 +73,10 @@ public sealed class ImageHeaderTests
     [InlineData("gif", 8)]
     public void TruncatedHeaderIsInvalidData(string kind, int keep)
     {
-        var error = Assert.Throws<InvalidDataException>(() => ImageHeader.Read(Encode(kind).Bytes[..keep], kind));
+        var error = Assert.Throws<InvalidImageException>(() => ImageHeader.Read(Encode(kind).Bytes[..keep], kind));
 
-        Assert.Contains(kind, error.Message);
+        Assert.Equal(ImageProblem.MalformedHeader, error.Problem);
+        Assert.StartsWith(kind + ": ", error.Message);
     }
 
     [Fact]
@@ -86,7 +89,9 @@ public sealed class ImageHeaderTests
         Assert.Equal((long)int.MaxValue * int.MaxValue, ImageHeader.Read(png).Pixels);
 
         BinaryPrimitives.WriteUInt32BigEndian(png.AsSpan(16), 0);
-        Assert.Contains("empty image", Assert.Throws<InvalidDataException>(() => ImageHeader.Read(png)).Message);
+        var empty = Assert.Throws<InvalidImageException>(() => ImageHeader.Read(png));
+        Assert.Equal(ImageProblem.MalformedHeader, empty.Problem);
+        Assert.Contains("empty image", empty.Message);
     }
 
     private static (byte[] Bytes, ImageFormat Format) Encode(string kind) => kind switch
