@@ -8,6 +8,8 @@ const string Usage = """
           writes the bad-input corpus and its manifest.json into <folder> (new or empty)
       mlnet-finetune-bad-input-corpus decode <file>...
           decodes each file with ImageDecoder.DecodeFile and prints the outcome and the process's peak memory during it
+      mlnet-finetune-bad-input-corpus time <file>...
+          times ImageDecoder.Decode next to MLImage.CreateFromStream on each (valid) file
     """;
 
 try
@@ -30,6 +32,13 @@ try
             foreach (var file in files)
             {
                 Console.WriteLine(DecodeMeasurement.Run(file));
+            }
+
+            return 0;
+        case ["time", .. var files] when files.Length > 0:
+            foreach (var file in files)
+            {
+                Console.WriteLine(DecodeTiming.Run(file));
             }
 
             return 0;
