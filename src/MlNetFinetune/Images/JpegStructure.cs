@@ -88,6 +88,12 @@ internal static class JpegStructure
 
         public byte[] Symbols { get; } = new byte[256];
 
+        /// <summary>
+        /// For AC tables: for every 9-bit prefix holding a whole code of a nonzero coefficient and its extra bits,
+        /// (zero run &lt;&lt; 8) | (code length + extra bits); 0 otherwise. Most coefficients take one lookup then.
+        /// </summary>
+        public ushort[] FastAc { get; } = new ushort[1 << FastBits];
+
         /// <summary>Builds the table from the 16 code counts and the symbols of a DHT segment; null when the counts are impossible.</summary>
         public static HuffmanTable? Build(ReadOnlySpan<byte> counts, ReadOnlySpan<byte> symbols)
         {
@@ -114,6 +120,15 @@ internal static class JpegStructure
 
                 table.MaxCode[length] = counts[length - 1] == 0 ? -1 : code - 1;
                 code <<= 1;
+            }
+
+            for (var prefix = 0; prefix < table.Fast.Length; prefix++)
+            {
+                int entry = table.Fast[prefix], length = entry >> 8, symbol = entry & 0xFF, size = symbol & 15;
+                if (entry != 0 && size != 0 && length + size <= FastBits)
+                {
+                    table.FastAc[prefix] = (ushort)(((symbol >> 4) << 8) | (length + size));
+                }
             }
 
             return table;
@@ -489,6 +504,19 @@ internal static class JpegStructure
             var ac = _acTables[component.AcTable]!;
             for (var k = 1; k < 64 && !_badCode;)
             {
+                if (_count < 32)
+                {
+                    Fill();
+                }
+
+                var fast = ac.FastAc[(int)(_bits >> (64 - HuffmanTable.FastBits))];
+                if (fast != 0)
+                {
+                    Consume(fast & 0xFF);
+                    k += (fast >> 8) + 1;
+                    continue;
+                }
+
                 var symbol = Decode(ac);
                 int run = symbol >> 4, bits = symbol & 15;
                 if (bits != 0)
@@ -519,6 +547,25 @@ internal static class JpegStructure
             var nonzero = component.Nonzero![block];
             for (var k = start; k <= end && !_badCode;)
             {
+                if (_count < 32)
+                {
+                    Fill();
+                }
+
+                var fast = ac.FastAc[(int)(_bits >> (64 - HuffmanTable.FastBits))];
+                if (fast != 0)
+                {
+                    Consume(fast & 0xFF);
+                    k += fast >> 8;
+                    if (k <= 63)
+                    {
+                        nonzero |= 1UL << k;
+                    }
+
+                    k++;
+                    continue;
+                }
+
                 var symbol = Decode(ac);
                 int run = symbol >> 4, bits = symbol & 15;
                 if (bits == 0)
@@ -678,25 +725,29 @@ internal static class JpegStructure
 
         private void Consume(int bits)
         {
-            if (bits > _count - _fake)
-            {
-                _overrun = true;
-            }
-
             _bits <<= bits;
             _count -= bits;
-            _fake = Math.Min(_fake, _count);
+
+            // The fed zeros sit at the end of the buffer: fewer bits left than zeros means some of them were taken.
+            if (_count < _fake)
+            {
+                _overrun = true;
+                _fake = _count;
+            }
         }
 
         /// <summary>Tops the buffer up to at least 57 bits: data bytes (FF00 is a stuffed FF) until a marker or the end, then zeros.</summary>
         private void Fill()
         {
-            while (_count <= 56)
+            var data = _data;
+            int count = _count, pos = _pos;
+            var bits = _bits;
+            while (count <= 56)
             {
-                if (!_atMarker && _pos < _data.Length && (_data[_pos] != 0xFF || (_pos + 1 < _data.Length && _data[_pos + 1] == 0x00)))
+                if (!_atMarker && pos < data.Length && (data[pos] != 0xFF || (pos + 1 < data.Length && data[pos + 1] == 0x00)))
                 {
-                    _bits |= (ulong)_data[_pos] << (56 - _count);
-                    _pos += _data[_pos] == 0xFF ? 2 : 1;
+                    bits |= (ulong)data[pos] << (56 - count);
+                    pos += data[pos] == 0xFF ? 2 : 1;
                 }
                 else
                 {
@@ -704,8 +755,10 @@ internal static class JpegStructure
                     _fake += 8;
                 }
 
-                _count += 8;
+                count += 8;
             }
+
+            (_bits, _count, _pos) = (bits, count, pos);
         }
 
         private static int DivideUp(int value, int divisor) => (value + divisor - 1) / divisor;
