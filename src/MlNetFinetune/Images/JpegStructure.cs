@@ -13,8 +13,13 @@ namespace MlNetFinetune.Images;
 /// Covered: Huffman-coded sequential (SOF0 baseline, SOF1 extended) and progressive (SOF2) JPEGs, any sampling, any
 /// number of components, restart intervals, tables redefined between scans. A sequential image is complete when every
 /// component's scan is; a progressive one when its scans have brought every coefficient of every component to full
-/// precision (as every libjpeg and mozjpeg scan script does). Not covered (reported as not checked): arithmetic-coded,
-/// lossless and hierarchical JPEGs (SOF3, SOF5-7, SOF9-15), which the decoder's own result codes must judge.
+/// precision (as libjpeg's progressive scan script does), so a file cut at a scan boundary is found too. Bits that
+/// match no Huffman code are reported as corrupt (libjpeg would warn and decode the rest as gray). Not covered
+/// (reported as not checked): arithmetic-coded, lossless and hierarchical JPEGs (SOF3, SOF5-7, SOF9-15), which the
+/// decoder's own result codes must judge.
+/// </para>
+/// <para>
+/// Memory: one 8-byte word per 8x8 block of a progressive image, so callers check the pixel limit first.
 /// </para>
 /// </summary>
 internal static class JpegStructure
