@@ -1,6 +1,7 @@
 using Microsoft.Extensions.ObjectPool;
 using Microsoft.ML;
 using Microsoft.ML.Data;
+using MlNetFinetune.Images;
 using MlNetFinetune.Pipeline;
 
 namespace MlNetFinetune.Prediction;
@@ -98,19 +99,11 @@ public sealed class ImageClassifier : IDisposable
         }
     }
 
+    /// <summary>Classifies an image file; throws <see cref="InvalidImageException"/> naming the file when it cannot be read or decoded (see <see cref="ImageDecoder.DecodeFile"/>).</summary>
     public ClassificationResult Predict(string imagePath, int top = 3)
     {
-        byte[] bytes;
-        try
-        {
-            bytes = File.ReadAllBytes(imagePath);
-        }
-        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
-        {
-            throw new InvalidDataException($"{imagePath}: cannot read ({e.Message})", e);
-        }
-
-        return Predict(bytes, top, imagePath);
+        using var image = ImageDecoder.DecodeFile(imagePath);
+        return Predict(image, top);
     }
 
     public ClassificationResult Predict(Stream stream, int top = 3, string source = "stream")
@@ -120,7 +113,7 @@ public sealed class ImageClassifier : IDisposable
         return Predict(memory.ToArray(), top, source);
     }
 
-    /// <summary>Classifies an encoded image; throws <see cref="InvalidDataException"/> naming <paramref name="source"/> when it cannot be decoded.</summary>
+    /// <summary>Classifies an encoded image; throws <see cref="InvalidImageException"/> naming <paramref name="source"/> when it cannot be decoded.</summary>
     public ClassificationResult Predict(byte[] encoded, int top = 3, string source = "image")
     {
         using var image = ImageDecoder.Decode(encoded, source);

@@ -2,6 +2,7 @@ using System.Globalization;
 using Microsoft.AspNetCore.Http;
 using Microsoft.Net.Http.Headers;
 using MlNetFinetune.Evaluation;
+using MlNetFinetune.Images;
 using MlNetFinetune.Prediction;
 
 namespace MlNetFinetune.Predictor.Serving;
@@ -69,7 +70,7 @@ public sealed class PredictionEndpoints(ImageClassifier classifier, ServeOptions
         {
             header = ImageHeader.Read(image, source);
         }
-        catch (InvalidDataException e)
+        catch (InvalidImageException e)
         {
             return Error(StatusCodes.Status400BadRequest, e.Message);
         }
@@ -85,7 +86,7 @@ public sealed class PredictionEndpoints(ImageClassifier classifier, ServeOptions
         {
             return Results.Json(classifier.Predict(image, top, source));
         }
-        catch (InvalidDataException e)
+        catch (InvalidImageException e)
         {
             return Error(StatusCodes.Status400BadRequest, e.Message);
         }
