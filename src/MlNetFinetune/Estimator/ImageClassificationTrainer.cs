@@ -55,9 +55,9 @@ public sealed partial class ImageClassificationTrainer : IEstimator<TransformerC
         var validationColumns = _options.ValidationSet is { } validationSet ? ValidationColumns(validationSet.Schema, columns) : null;
 
         var ml = new MLContext(_options.Seed);
-        var labelled = Records(columns.ReadLabels(input), "row");
+        var labelled = columns.ReadLabels(input);
         var (train, validation) = _options.ValidationSet is { } given
-            ? (labelled, Records(validationColumns!.ReadLabels(given), "validation row"))
+            ? (labelled, validationColumns!.ReadLabels(given))
             : _options.ValidationSetFraction is float fraction ? SplitOff(labelled, fraction) : (labelled, []);
         log(string.Create(CultureInfo.InvariantCulture,
             $"{labelled.Count} labelled images in {columns.ClassNames.Count} classes: {train.Count} train, {validation.Count} validation{(_options.ValidationSet is null ? "" : " (the validation set)")}"));
@@ -68,23 +68,29 @@ public sealed partial class ImageClassificationTrainer : IEstimator<TransformerC
         log(string.Create(CultureInfo.InvariantCulture, $"Bottleneck cache {store.Directory}: {store.LoadedCount} feature vectors on disk"));
 
         var clock = Stopwatch.StartNew();
-        var featurized = Featurize(store, input, columns, train.Concat(_options.ValidationSet is null ? validation : []), ImageClassificationMetrics.Dataset.Train, log);
+        IReadOnlyList<FeaturizedImage> trainImages, validationImages;
         if (_options.ValidationSet is { } validationData)
         {
-            foreach (var (path, image) in Featurize(store, validationData, validationColumns!, validation, ImageClassificationMetrics.Dataset.Validation, log))
-            {
-                featurized[path] = image;
-            }
+            trainImages = Featurize(store, input, columns, train, "row", ImageClassificationMetrics.Dataset.Train, log);
+            validationImages = Featurize(store, validationData, validationColumns!, validation, "validation row", ImageClassificationMetrics.Dataset.Validation, log);
+        }
+        else
+        {
+            // Both parts come from the training data: one pass over it, then each row to its part.
+            var all = Featurize(store, input, columns, labelled, "row", ImageClassificationMetrics.Dataset.Train, log);
+            var validationRows = validation.Select(r => r.Row).ToHashSet();
+            trainImages = [.. labelled.Zip(all).Where(p => !validationRows.Contains(p.First.Row)).Select(p => p.Second)];
+            validationImages = [.. labelled.Zip(all).Where(p => validationRows.Contains(p.First.Row)).Select(p => p.Second)];
         }
 
-        log(string.Create(CultureInfo.InvariantCulture, $"Featurized {featurized.Count} images in {clock.Elapsed.TotalSeconds:F1} s"));
-        var (trainImages, validationImages) = UsableParts(train, validation, featurized, log);
-        var trainRows = trainImages.Select(i => new FeatureRow { Label = i.Image.Label, Features = i.Features! }).ToList();
-        var validationRows = validationImages.Select(i => new FeatureRow { Label = i.Image.Label, Features = i.Features! }).ToList();
+        log(string.Create(CultureInfo.InvariantCulture, $"Featurized {trainImages.Count + validationImages.Count} images in {clock.Elapsed.TotalSeconds:F1} s"));
+        var (usableTrain, usableValidation) = UsableParts(trainImages, validationImages, log);
+        var trainRows = usableTrain.Select(i => new FeatureRow { Label = i.Image.Label, Features = i.Features! }).ToList();
+        var validationFeatureRows = usableValidation.Select(i => new FeatureRow { Label = i.Image.Label, Features = i.Features! }).ToList();
 
         var labelToKey = ImageClassificationChain.LabelToKey(ml, columns.ClassNames).Fit(FeatureRow.ToDataView(ml, trainRows, backbone.FeatureSize));
         clock.Restart();
-        var head = HeadTrainer.Fit(ml, labelToKey, trainRows, validationRows, backbone.FeatureSize, _options.ToHeadOptions(),
+        var head = HeadTrainer.Fit(ml, labelToKey, trainRows, validationFeatureRows, backbone.FeatureSize, _options.ToHeadOptions(),
             onEpoch: EpochReporter(ml, labelToKey, trainRows, backbone.FeatureSize),
             refitOnValidation: _options.ValidationSet is null);
         log(string.Create(CultureInfo.InvariantCulture,
@@ -125,15 +131,17 @@ public sealed partial class ImageClassificationTrainer : IEstimator<TransformerC
             .GetOutputSchema(inputSchema);
     }
 
-    private static List<ImageRecord> Records(IEnumerable<LabelledRow> rows, string prefix) =>
-        [.. rows.Select(r => new ImageRecord(string.Create(CultureInfo.InvariantCulture, $"{prefix} {r.Row}"), r.Label))];
-
-    private (List<ImageRecord> Train, List<ImageRecord> Validation) SplitOff(List<ImageRecord> rows, float fraction)
+    /// <summary>A seeded stratified share of each class of <paramref name="rows"/> for validation, and the rest.</summary>
+    private (IReadOnlyList<LabelledRow> Train, IReadOnlyList<LabelledRow> Validation) SplitOff(IReadOnlyList<LabelledRow> rows, float fraction)
     {
-        var (rest, part) = StratifiedSplit.Split(rows, fraction, _options.Seed + 1);
+        var records = rows.Select(r => new ImageRecord(RowName("row", r.Row), r.Label)).ToList();
+        var (_, part) = StratifiedSplit.Split(records, fraction, _options.Seed + 1);
         var validation = part.Select(r => r.Path).ToHashSet(StringComparer.Ordinal);
-        return ([.. rows.Where(r => !validation.Contains(r.Path))], [.. rows.Where(r => validation.Contains(r.Path))]);
+        return ([.. rows.Where((_, i) => !validation.Contains(records[i].Path))], [.. rows.Where((_, i) => validation.Contains(records[i].Path))]);
     }
+
+    /// <summary>How a row is named in messages, e.g. "row 17" or "validation row 3" (row numbers from 0).</summary>
+    private static string RowName(string prefix, long row) => string.Create(CultureInfo.InvariantCulture, $"{prefix} {row}");
 
     private static LabelledImageColumns ValidationColumns(DataViewSchema schema, LabelledImageColumns training)
     {
@@ -159,7 +167,7 @@ public sealed partial class ImageClassificationTrainer : IEstimator<TransformerC
         }
     }
 
-    private IBackbone ResolveBackbone(IDataView input, LabelledImageColumns columns, List<ImageRecord> labelled, Action<string> log)
+    private IBackbone ResolveBackbone(IDataView input, LabelledImageColumns columns, IReadOnlyList<LabelledRow> labelled, Action<string> log)
     {
         if (_options.ImageSize is int size && _options.Features is string features)
         {
@@ -167,29 +175,27 @@ public sealed partial class ImageClassificationTrainer : IEstimator<TransformerC
         }
 
         var step = Math.Max(1, labelled.Count / DataProfile.SampleSize);
-        var sampled = Enumerable.Range(0, Math.Min(DataProfile.SampleSize, labelled.Count)).Select(i => labelled[i * step]).ToDictionary(r => r.Path);
-        var sample = columns.ReadImages(input, row => sampled.ContainsKey(RowPath(row)))
-            .Select(i => sampled[RowPath(i.Row)] with { Content = i.Encoded })
+        var sampled = Enumerable.Range(0, Math.Min(DataProfile.SampleSize, labelled.Count)).Select(i => labelled[i * step]).ToDictionary(r => r.Row);
+        var sample = columns.ReadImages(input, sampled.ContainsKey)
+            .Select(i => new ImageRecord(RowName("row", i.Row), sampled[i.Row].Label) { Content = i.Encoded })
             .ToList();
         var profile = DataProfile.Measure(sample, labelled.Count, columns.ClassNames.Count);
         var fromData = BackboneOptions.ChooseFor(profile);
         var chosen = new BackboneOptions(_options.ImageSize ?? fromData.ImageSize, _options.Features ?? fromData.Features);
         log(string.Create(CultureInfo.InvariantCulture, $"Data: {profile}; backbone input {chosen.ImageSize} px, features {chosen.Features}"));
         return new ResNet18Backbone(chosen);
-
-        static string RowPath(long row) => string.Create(CultureInfo.InvariantCulture, $"row {row}");
     }
 
     /// <summary>
-    /// Features of <paramref name="wanted"/> rows of <paramref name="data"/>, by path, read and featurized
+    /// Features of the <paramref name="rows"/> of <paramref name="data"/>, in their order, read and featurized
     /// <see cref="ChunkSize"/> images at a time; the encoded bytes are not kept.
     /// </summary>
-    private Dictionary<string, FeaturizedImage> Featurize(FeatureStore store, IDataView data, LabelledImageColumns columns,
-        IEnumerable<ImageRecord> wanted, ImageClassificationMetrics.Dataset dataset, Action<string> log)
+    private List<FeaturizedImage> Featurize(FeatureStore store, IDataView data, LabelledImageColumns columns,
+        IReadOnlyList<LabelledRow> rows, string prefix, ImageClassificationMetrics.Dataset dataset, Action<string> log)
     {
-        var byRow = wanted.ToDictionary(r => long.Parse(r.Path.AsSpan(r.Path.LastIndexOf(' ') + 1), CultureInfo.InvariantCulture));
-        var featurized = new Dictionary<string, FeaturizedImage>(StringComparer.Ordinal);
-        var chunk = new List<ImageRecord>(Math.Min(ChunkSize, byRow.Count));
+        var labels = rows.ToDictionary(r => r.Row, r => r.Label);
+        var featurized = new List<FeaturizedImage>(rows.Count);
+        var chunk = new List<ImageRecord>(Math.Min(ChunkSize, rows.Count));
         var gpuFallbackLogged = false;
 
         void Flush()
@@ -205,17 +211,19 @@ public sealed partial class ImageClassificationTrainer : IEstimator<TransformerC
                 gpuFallbackLogged = true;
             }
 
-            foreach (var image in result.Images)
-            {
-                featurized[image.Image.Path] = image with { Image = image.Image with { Content = null } };
-            }
-
+            featurized.AddRange(result.Images.Select(image => image with { Image = image.Image with { Content = null } }));
             chunk.Clear();
         }
 
-        foreach (var (row, encoded) in columns.ReadImages(data, byRow.ContainsKey))
+        foreach (var (row, label, encoded) in columns.ReadImages(data, labels.ContainsKey))
         {
-            chunk.Add(byRow[row] with { Content = encoded });
+            if (label != labels[row])
+            {
+                throw new InvalidOperationException(
+                    $"{RowName(prefix, row)}: the data gave its rows in another order on a second pass (label '{label}', before '{labels[row]}'); cache it first (mlContext.Data.Cache)");
+            }
+
+            chunk.Add(new ImageRecord(RowName(prefix, row), labels[row]) { Content = encoded });
             if (chunk.Count == ChunkSize)
             {
                 Flush();
@@ -236,26 +244,24 @@ public sealed partial class ImageClassificationTrainer : IEstimator<TransformerC
     /// with training rows but no usable training image is an error.
     /// </summary>
     private static (IReadOnlyList<FeaturizedImage> Train, IReadOnlyList<FeaturizedImage> Validation) UsableParts(
-        List<ImageRecord> train, List<ImageRecord> validation, Dictionary<string, FeaturizedImage> featurized, Action<string> log)
+        IReadOnlyList<FeaturizedImage> train, IReadOnlyList<FeaturizedImage> validation, Action<string> log)
     {
-        foreach (var skipped in featurized.Values.Where(i => !i.IsUsable))
+        foreach (var skipped in train.Concat(validation).Where(i => !i.IsUsable))
         {
             log($"skipped {skipped.Image.Path}: {skipped.SkipReason}");
         }
 
-        var trainImages = train.Select(r => featurized[r.Path]).ToList();
-        var usable = trainImages.Where(i => i.IsUsable).ToList();
+        var usable = train.Where(i => i.IsUsable).ToList();
         var usableClasses = usable.Select(i => i.Image.Label).ToHashSet(StringComparer.Ordinal);
-        var empty = train.Select(r => r.Label).Distinct(StringComparer.Ordinal).Where(c => !usableClasses.Contains(c)).ToList();
+        var empty = train.Select(i => i.Image.Label).Distinct(StringComparer.Ordinal).Where(c => !usableClasses.Contains(c)).ToList();
         if (empty.Count > 0)
         {
-            var example = trainImages.First(i => !i.IsUsable && empty.Contains(i.Image.Label));
+            var example = train.First(i => !i.IsUsable && empty.Contains(i.Image.Label));
             throw new UserInputException(
                 $"training data: class(es) {string.Join(", ", empty.Select(c => $"'{c}'"))} have no usable image, e.g. {example.Image.Path}: {example.SkipReason}");
         }
 
-        var validationImages = validation.Select(r => featurized[r.Path]).Where(i => i.IsUsable).ToList();
-        var (duplicates, keptValidation, _) = DuplicateImages.Find(usable, validationImages, [], excludeHeldOut: true);
+        var (duplicates, keptValidation, _) = DuplicateImages.Find(usable, [.. validation.Where(i => i.IsUsable)], [], excludeHeldOut: true);
         if (duplicates.ValidationInTraining > 0)
         {
             log(string.Create(CultureInfo.InvariantCulture,

@@ -48,7 +48,7 @@ internal sealed record LabelledImageColumns(DataViewSchema.Column Label, DataVie
     }
 
     /// <summary>The labelled rows of <paramref name="data"/> (rows with a missing label are left out), reading no image.</summary>
-    public IReadOnlyList<LabelledRow> ReadLabels(IDataView data)
+    public List<LabelledRow> ReadLabels(IDataView data)
     {
         var rows = new List<LabelledRow>();
         using var cursor = data.GetRowCursor([Label]);
@@ -66,16 +66,23 @@ internal sealed record LabelledImageColumns(DataViewSchema.Column Label, DataVie
         return rows;
     }
 
-    /// <summary>The encoded images of the rows <paramref name="wanted"/> picks, in row order; no other row's image is read.</summary>
-    public IEnumerable<(long Row, byte[] Encoded)> ReadImages(IDataView data, Func<long, bool> wanted)
+    /// <summary>
+    /// The labels and encoded images of the rows <paramref name="wanted"/> picks, in row order; no other row's image is
+    /// read. An <see cref="IDataView"/> gives its rows in the same order on every cursor (ML.NET's contract, which
+    /// shuffling keeps by seeding each cursor alike); the labels let a caller check that against an earlier pass.
+    /// </summary>
+    public IEnumerable<(long Row, string? Label, byte[] Encoded)> ReadImages(IDataView data, Func<long, bool> wanted)
     {
-        using var cursor = data.GetRowCursor([Image]);
+        using var cursor = data.GetRowCursor([Label, Image]);
+        var label = cursor.GetGetter<uint>(Label);
         Func<byte[]> read = Encoded ? EncodedGetter(cursor) : DecodedGetter(cursor);
+        uint key = 0;
         while (cursor.MoveNext())
         {
             if (wanted(cursor.Position))
             {
-                yield return (cursor.Position, read());
+                label(ref key);
+                yield return (cursor.Position, key > 0 ? ClassNames[(int)key - 1] : null, read());
             }
         }
     }

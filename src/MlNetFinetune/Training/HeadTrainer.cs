@@ -32,6 +32,10 @@ public static class HeadTrainer
     public const string SdcaHead = "sdca";
     public const string LightGbmHead = "lightgbm";
 
+    /// <summary>Searches, trains and returns the head (see the class summary).</summary>
+    /// <param name="onEpoch">Hears of every epoch of every early-stopped softmax run, with its validation scores.</param>
+    /// <param name="refitOnValidation">True (the Trainer's split) refits the winner on train + validation; false keeps
+    /// the validation rows out of training, for validation rows the caller brought (the ML.NET estimator's validation set).</param>
     public static TrainedHead Fit(
         MLContext ml,
         ITransformer labelToKey,
