@@ -26,7 +26,7 @@ dotnet pack src/MlNetFinetune -c Release -o "$feed" --nologo -v:q
 for tool in Trainer Predictor; do
     # Only the tool's RID list is overridden: a global RuntimeIdentifiers would reach the library too and pull other
     # platforms' natives into the package.
-    dotnet pack "src/$tool" -c Release -o "$feed" --nologo -v:q -p:ToolPackageRuntimeIdentifiers="$rids"
+    dotnet pack "src/$tool" -c Release -o "$feed" --nologo -v:q -p:ToolPackageRuntimeIdentifiers=\"$rids\"
 done
 ls -l "$feed"
 
@@ -89,5 +89,5 @@ esac
 [ "$(wc -l < "$work/tool-predict.log")" -eq 10 ] || { echo "FAIL: expected 10 tool predictions"; exit 1; }
 
 step "package sizes"
-ls -l "$feed" | awk 'NR > 1 { printf "%8.1f MB  %s\n", $5 / 1e6, $9 }'
+ls -l "$feed" | awk 'NR > 1 { if ($5 < 1e6) printf "%8.1f kB  %s\n", $5 / 1e3, $9; else printf "%8.1f MB  %s\n", $5 / 1e6, $9 }'
 echo "PASS package test in $SECONDS s"

@@ -1,7 +1,7 @@
 // ML.NET's sample samples/csharp/getting-started/DeepLearning_ImageClassification_Training (dotnet/machinelearning-samples),
 // Train and Predict programs, with `using Microsoft.ML.Vision;` changed to `using MlNetFinetune;` and the package
-// reference changed; the image set is a folder given on the command line instead of a download, and the console
-// helpers print plain lines that scripts/package-test.sh compares.
+// reference changed; the image set is a folder given on the command line instead of a download, files are listed in a
+// fixed order, and the console helpers print plain lines that scripts/package-test.sh compares.
 using System;
 using System.Collections.Generic;
 using System.Diagnostics;
