@@ -202,6 +202,42 @@ public sealed class EstimatorTests(EstimatorFixture fixture) : IClassFixture<Est
     }
 
     [Fact]
+    public void UndecodableImagesAreSkippedInTrainingAndRefusedInPrediction()
+    {
+        // Given 3 classes of real images held in memory, one of them cut off before its end
+        var ml = new MLContext(seed: 1);
+        var rows = new[] { "Bag", "Sandal", "Trouser" }
+            .SelectMany(c => Directory.GetFiles(Path.Combine(TestData.SampleFolder, c)).Order(StringComparer.Ordinal).Take(8)
+                .Select(f => new InMemoryImageData(File.ReadAllBytes(f), c, Path.GetFileName(f))))
+            .ToList();
+        var truncated = rows[5].Image[..(rows[5].Image.Length / 2)];
+        rows[5] = new InMemoryImageData(truncated, rows[5].Label, "truncated.png");
+        var raw = ml.Data.LoadFromEnumerable(rows);
+        var data = ml.Transforms.Conversion.MapValueToKey("LabelAsKey", "Label").Fit(raw).Transform(raw);
+        var log = new List<string>();
+
+        // When the trainer fits them and the model then meets the cut-off image
+        var model = ml.MulticlassClassification.Trainers.ImageClassification(new ImageClassificationTrainer.Options
+        {
+            LabelColumnName = "LabelAsKey",
+            FeatureColumnName = "Image",
+            WorkspacePath = fixture.Workspace,
+            ImageSize = 64,
+            Features = "s3+s4",
+            Log = log.Add,
+        }).Fit(data);
+        using var engine = ml.Model.CreatePredictionEngine<InMemoryImageData, KeyPrediction>(model);
+        var refused = Assert.Throws<InvalidDataException>(() => engine.Predict(rows[5]));
+        var answered = engine.Predict(rows[0]);
+        model.Dispose();
+
+        // Then training skipped it by row, naming why, and prediction refuses it in one line
+        Assert.Contains("skipped row 5: truncated image (the file ends before the image's end marker)", log);
+        Assert.StartsWith("image: truncated image", refused.Message, StringComparison.Ordinal);
+        Assert.Equal(3, answered.Score.Length);
+    }
+
+    [Fact]
     public void WrongColumnsAndOptionsAreNamedBeforeAnyWork()
     {
         // Given data whose label is text, data with a column named like a working column, and an impossible option
@@ -266,4 +302,9 @@ public sealed class ClassRow
 public sealed class PathRow
 {
     public string ImagePath { get; set; } = string.Empty;
+}
+
+public sealed class KeyPrediction
+{
+    public float[] Score { get; set; } = [];
 }

@@ -2,6 +2,7 @@ using System.Diagnostics;
 using System.Globalization;
 using Microsoft.ML;
 using Microsoft.ML.Data;
+using Microsoft.ML.Transforms.Image;
 using MlNetFinetune.Backbones;
 using MlNetFinetune.Data;
 using MlNetFinetune.Estimator;
@@ -117,7 +118,7 @@ public sealed partial class ImageClassificationTrainer : IEstimator<TransformerC
 
         var image = inputSchema.FirstOrDefault(c => c.Name == _options.FeatureColumnName);
         if (image.Name is null || !(image.ItemType == NumberDataViewType.Byte && image.Kind != SchemaShape.Column.VectorKind.Scalar
-            || image.ItemType is Microsoft.ML.Transforms.Image.ImageDataViewType))
+            || image.ItemType is ImageDataViewType))
         {
             throw new ArgumentOutOfRangeException(nameof(inputSchema),
                 $"image column '{_options.FeatureColumnName}': expected encoded image bytes (LoadRawImageBytes) or an image (LoadImages), got {(image.Name is null ? "no such column" : image.ItemType.ToString())}");

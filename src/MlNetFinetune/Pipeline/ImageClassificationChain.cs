@@ -10,8 +10,10 @@ namespace MlNetFinetune.Pipeline;
 /// The estimator chain, in one place. The whole model is
 /// label -> key, resize, extract pixels, backbone, normalize, softmax head, key -> label, on images decoded by
 /// <see cref="ImageDecoder"/>;
-/// training fits it in three parts (<see cref="LabelToKey"/>, <see cref="Featurizer"/>, <see cref="Head"/>) so that the
-/// backbone runs once per image into the bottleneck cache while the head is fitted on cached features.
+/// training fits it in three parts (<see cref="LabelToKey(MLContext)"/>, <see cref="Featurizer(MLContext, string, int)"/>,
+/// <see cref="Head"/>) so that the backbone runs once per image into the bottleneck cache while the head is fitted on
+/// cached features. The ML.NET estimator (<see cref="ImageClassificationTrainer"/>) saves the same chain, reading the
+/// image from the user's column (<see cref="ChainLayout"/>).
 /// </summary>
 public static class ImageClassificationChain
 {
@@ -41,7 +43,7 @@ public static class ImageClassificationChain
         return new TransformerChain<ITransformer>(featurizer, head, tail);
     }
 
-    /// <summary>The class names of a fitted <see cref="LabelToKey"/> in key order (the order of the scores).</summary>
+    /// <summary>The class names of a fitted <see cref="LabelToKey(MLContext)"/> in key order (the order of the scores).</summary>
     public static IReadOnlyList<string> ClassNames(ITransformer labelToKey, DataViewSchema inputSchema)
     {
         var schema = labelToKey.GetOutputSchema(inputSchema);

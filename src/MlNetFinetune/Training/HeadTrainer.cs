@@ -33,6 +33,13 @@ public static class HeadTrainer
     public const string LightGbmHead = "lightgbm";
 
     /// <summary>Searches, trains and returns the head (see the class summary).</summary>
+    /// <param name="ml">The context the head is made in.</param>
+    /// <param name="labelToKey">Maps the rows' class names to the keys the head predicts.</param>
+    /// <param name="train">Training rows.</param>
+    /// <param name="validation">Validation rows; none trains one head with a fixed L2 strength for all iterations.</param>
+    /// <param name="featureSize">Length of the feature vectors.</param>
+    /// <param name="options">How the head is searched and trained.</param>
+    /// <param name="cancellation">Stops the search between epochs.</param>
     /// <param name="onEpoch">Hears of every epoch of every early-stopped softmax run, with its validation scores.</param>
     /// <param name="refitOnValidation">True (the Trainer's split) refits the winner on train + validation; false keeps
     /// the validation rows out of training, for validation rows the caller brought (the ML.NET estimator's validation set).</param>
