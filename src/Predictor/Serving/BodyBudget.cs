@@ -26,6 +26,18 @@ public sealed class BodyBudget(long capacity)
         }
     }
 
+    /// <summary>Requests waiting for their reservation now.</summary>
+    public int Waiting
+    {
+        get
+        {
+            lock (_lock)
+            {
+                return _waiters.Count;
+            }
+        }
+    }
+
     /// <summary>Reserves <paramref name="bytes"/> (at most <see cref="Capacity"/>), waiting behind earlier reservations until they fit.</summary>
     public async ValueTask<Reservation> ReserveAsync(long bytes, CancellationToken cancellationToken)
     {

@@ -77,9 +77,10 @@ public sealed record ServeOptions(
                 $"--max-inflight-bytes {MaxInFlightBytes}: must be at least --max-body-bytes ({MaxBodyBytes}), or a largest body could never be read"));
         }
 
-        if (!(MinBodyBytesPerSecond > 0) || BodyRateGracePeriod < TimeSpan.FromSeconds(1))
+        // Kestrel checks the rate once a second, so it takes only grace periods longer than that.
+        if (!(MinBodyBytesPerSecond > 0) || BodyRateGracePeriod <= TimeSpan.FromSeconds(1))
         {
-            throw new UserInputException("request body rate: give a rate above 0 and a grace period of at least 1 s");
+            throw new UserInputException("request body rate: give a rate above 0 and a grace period of more than 1 s");
         }
 
         if (string.IsNullOrWhiteSpace(Urls))
