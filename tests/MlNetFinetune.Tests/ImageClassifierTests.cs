@@ -109,19 +109,47 @@ public sealed class ImageClassifierTests(SampleModelFixture fixture)
         Assert.StartsWith("upload: ", error.Message);
     }
 
-    /// <summary>A read-only stream whose synchronous Read throws, as Kestrel's request body does.</summary>
-    private sealed class AsyncOnlyStream(byte[] bytes) : MemoryStream(bytes, writable: false)
+    /// <summary>A read-only stream whose synchronous reads throw, as Kestrel's request body does.</summary>
+    private sealed class AsyncOnlyStream(byte[] bytes) : Stream
     {
+        private int _position;
+
+        public override bool CanRead => true;
+
         public override bool CanSeek => false;
+
+        public override bool CanWrite => false;
+
+        public override long Length => throw new NotSupportedException();
+
+        public override long Position
+        {
+            get => _position;
+            set => throw new NotSupportedException();
+        }
 
         public override int Read(byte[] buffer, int offset, int count) => throw new InvalidOperationException("Synchronous operations are disallowed.");
 
-        public override int Read(Span<byte> buffer) => throw new InvalidOperationException("Synchronous operations are disallowed.");
-
-        public override ValueTask<int> ReadAsync(Memory<byte> buffer, CancellationToken cancellationToken = default) =>
-            cancellationToken.IsCancellationRequested ? ValueTask.FromCanceled<int>(cancellationToken) : ValueTask.FromResult(base.Read(buffer.Span));
+        public override ValueTask<int> ReadAsync(Memory<byte> buffer, CancellationToken cancellationToken = default)
+        {
+            cancellationToken.ThrowIfCancellationRequested();
+            var count = Math.Min(buffer.Length, bytes.Length - _position);
+            bytes.AsSpan(_position, count).CopyTo(buffer.Span);
+            _position += count;
+            return ValueTask.FromResult(count);
+        }
 
         public override Task<int> ReadAsync(byte[] buffer, int offset, int count, CancellationToken cancellationToken) =>
             ReadAsync(buffer.AsMemory(offset, count), cancellationToken).AsTask();
+
+        public override void Flush()
+        {
+        }
+
+        public override long Seek(long offset, SeekOrigin origin) => throw new NotSupportedException();
+
+        public override void SetLength(long value) => throw new NotSupportedException();
+
+        public override void Write(byte[] buffer, int offset, int count) => throw new NotSupportedException();
     }
 }

@@ -136,11 +136,11 @@ public sealed class PredictionServerHardeningTests(SampleModelFixture fixture)
         var slow = new HalfThenRestContent(slowBody, release.Task) { Headers = { ContentType = slowForm.Headers.ContentType } };
         var slowResponse = server.Client.PostAsync("/predict", slow);
         await slow.HalfSent.WaitAsync(TimeSpan.FromSeconds(30));
+        await WaitUntilAsync(() => budget.InUse == slowBody.Length);
 
         // When a small upload arrives, it waits for the budget
         var smallResponse = server.Client.PostAsync("/predict", new ByteArrayContent(File.ReadAllBytes(SampleImage)));
         await WaitUntilAsync(() => budget.Waiting == 1);
-        Assert.Equal(slowBody.Length, budget.InUse);
 
         // Then both are answered once the slow one completes, and the budget is whole again
         release.SetResult();
