@@ -65,12 +65,21 @@ internal sealed class LoadedModel : IDisposable
         SavedChain chain;
         try
         {
-            chain = SavedChain.Load(ml, bytes, graph =>
+            // The chain the Trainer composes: planar pixels at the manifest's size in, the manifest's feature vector out.
+            var pixels = new SavedChain.NodeArg(ColumnNames.Pixels, [1, 3, manifest.ImageSize, manifest.ImageSize]);
+            var features = new SavedChain.NodeArg(ColumnNames.Features, [manifest.FeatureSize]);
+            chain = SavedChain.Load(ml, bytes, pixels, features, graph =>
             {
                 session = BackboneSession.Create(graph, gpuDevice, out gpuFallback);
-                return SavedChain.NodeArg.From(session.InputMetadata) is { } input && SavedChain.NodeArg.From(session.OutputMetadata) is { } output
-                    ? (input, output)
-                    : null;
+                if (SavedChain.NodeArg.From(session.InputMetadata) is not { } input || SavedChain.NodeArg.From(session.OutputMetadata) is not { } output)
+                {
+                    return null;
+                }
+
+                // One run on zeros here, in parallel with ML.NET's load, so that the first prediction does not pay for
+                // ONNX Runtime's first-run allocations.
+                RunOnZeros(session, input, output);
+                return (input, output);
             });
         }
         catch (Exception e) when (e is InvalidOperationException or InvalidDataException or FormatException or IOException or ArgumentException
@@ -100,7 +109,7 @@ internal sealed class LoadedModel : IDisposable
         if (chain.Backbone is not null)
         {
             (chain.Model as IDisposable)?.Dispose();
-            chain = SavedChain.Load(ml, bytes, _ => null);
+            chain = SavedChain.LoadWhole(ml, bytes);
         }
 
         var model = chain.Model;
@@ -202,6 +211,14 @@ internal sealed class LoadedModel : IDisposable
         }
 
         return () => Interlocked.Exchange(ref engine, null) ?? new SplitEngine(ml, chain, session, input, output);
+    }
+
+    private static void RunOnZeros(InferenceSession session, SavedChain.NodeArg input, SavedChain.NodeArg output)
+    {
+        using var zeros = OrtValue.CreateTensorValueFromMemory(new float[input.Length], input.Dimensions);
+        using var result = OrtValue.CreateTensorValueFromMemory(new float[output.Length], output.Dimensions);
+        using var options = new RunOptions();
+        session.Run(options, [input.Name], [zeros], [output.Name], [result]);
     }
 
     private static DataViewSchema ImageInputSchema(MLContext ml) => ml.Data.LoadFromEnumerable(Array.Empty<ImageInput>()).Schema;

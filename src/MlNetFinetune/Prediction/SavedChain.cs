@@ -48,37 +48,68 @@ internal sealed class SavedChain
     public ITransformer? Head { get; }
 
     /// <summary>
-    /// Loads the chain in <paramref name="zip"/>, split around its one ONNX step when it has exactly one; otherwise the
-    /// whole chain as ML.NET loads it (<see cref="Backbone"/> null). <paramref name="describeGraph"/> creates the
-    /// backbone's session (from the graph bytes) and returns its input and output, or null when the graph cannot be run
-    /// on its own (the whole chain is loaded then); it is called at most once.
+    /// Loads the chain in <paramref name="zip"/>, split around its one ONNX step when it has exactly one and that step's
+    /// graph has the input and output the manifest implies; otherwise the whole chain as ML.NET loads it
+    /// (<see cref="Backbone"/> null). <paramref name="describeGraph"/> creates the backbone's session from the graph
+    /// bytes and returns its input and output (null when the graph cannot run on its own); it is called at most once,
+    /// on another thread: inflating and optimising the graph takes one core while ML.NET loads the chain on the other.
     /// </summary>
-    public static SavedChain Load(MLContext ml, byte[] zip, Func<byte[], (NodeArg Input, NodeArg Output)?> describeGraph)
+    public static SavedChain Load(MLContext ml, byte[] zip, NodeArg expectedInput, NodeArg expectedOutput, Func<byte[], (NodeArg Input, NodeArg Output)?> describeGraph)
     {
-        var (backbone, entryName) = ReadOnnxEntry(zip);
-        if (backbone is null || describeGraph(backbone) is not var (input, output))
+        if (FindOnnxEntry(zip) is not { } entryName)
         {
-            return new SavedChain(LoadModel(ml, zip), null, null, null);
+            return LoadWhole(ml, zip);
         }
 
-        var model = LoadModel(ml, ReplaceEntry(zip, entryName!, Stub(input, output)));
+        var backbone = Task.Run(() => ReadEntry(zip, entryName) is { } graph ? (Graph: graph, Arguments: describeGraph(graph)) : (null, null));
+        ITransformer model;
+        try
+        {
+            model = LoadModel(ml, ReplaceEntry(zip, entryName, Stub(expectedInput, expectedOutput)));
+        }
+        catch
+        {
+            // Let the session be created before failing, so that the caller can dispose it.
+            backbone.ContinueWith(_ => { }, TaskScheduler.Default).Wait();
+            throw;
+        }
+
+        (byte[]? Graph, (NodeArg Input, NodeArg Output)? Arguments) described;
+        try
+        {
+            described = backbone.GetAwaiter().GetResult();
+        }
+        catch
+        {
+            (model as IDisposable)?.Dispose();
+            throw;
+        }
+
         var steps = Steps(model).ToList();
-        var onnx = steps.FindIndex(step => step is OnnxTransformer);
-        if (onnx < 0 || steps.Count(step => step is OnnxTransformer) != 1)
+        if (described is not ({ } bytes, var (input, output)) || !input.Matches(expectedInput) || !output.Matches(expectedOutput)
+            || steps.Count(step => step is OnnxTransformer) != 1)
         {
-            return new SavedChain(LoadModel(ml, zip), null, null, null);
+            (model as IDisposable)?.Dispose();
+            return LoadWhole(ml, zip);
         }
 
+        var onnx = steps.FindIndex(step => step is OnnxTransformer);
         var preprocess = new TransformerChain<ITransformer>([.. steps.Take(onnx)]);
         var head = new TransformerChain<ITransformer>([.. steps.Skip(onnx + 1)]);
         // The stub's session is not needed: the steps around it are kept on their own.
         ((IDisposable)steps[onnx]).Dispose();
-        return new SavedChain(model, preprocess, backbone, head);
+        return new SavedChain(model, preprocess, bytes, head);
     }
+
+    /// <summary>The whole chain as ML.NET loads it, not split.</summary>
+    public static SavedChain LoadWhole(MLContext ml, byte[] zip) => new(LoadModel(ml, zip), null, null, null);
 
     /// <summary>An input or output of the backbone graph: its name and fixed dimensions.</summary>
     public sealed record NodeArg(string Name, long[] Dimensions)
     {
+        /// <summary>True when <paramref name="other"/> has the same name and dimensions.</summary>
+        public bool Matches(NodeArg other) => Name == other.Name && Dimensions.AsSpan().SequenceEqual(other.Dimensions);
+
         /// <summary>The number of values in one tensor of this shape.</summary>
         public long Length => Dimensions.Aggregate(1L, (product, d) => product * d);
 
@@ -99,28 +130,31 @@ internal sealed class SavedChain
     private static IEnumerable<ITransformer> Steps(ITransformer transformer) =>
         transformer is IEnumerable<ITransformer> chain ? chain.SelectMany(Steps) : [transformer];
 
-    /// <summary>The graph bytes of the zip's only ONNX entry and that entry's name; (null, null) when there is not exactly one.</summary>
-    private static (byte[]? Graph, string? EntryName) ReadOnnxEntry(byte[] zip)
+    /// <summary>The name of the zip's only ONNX entry, or null when there is not exactly one.</summary>
+    private static string? FindOnnxEntry(byte[] zip)
     {
         using var archive = new ZipArchive(new MemoryStream(zip, writable: false), ZipArchiveMode.Read);
         var entries = archive.Entries.Where(e => e.Name == OnnxEntryName).ToList();
-        if (entries.Count != 1 || entries[0].Length is < 4 or > (long)int.MaxValue + 4)
-        {
-            return (null, null);
-        }
+        return entries.Count == 1 && entries[0].Length is >= 4 and <= (long)int.MaxValue + 4 ? entries[0].FullName : null;
+    }
 
-        using var stream = entries[0].Open();
-        Span<byte> prefix = stackalloc byte[4];
+    /// <summary>The graph bytes of the entry <paramref name="entryName"/> (an int32 length, then the bytes), or null when the length does not match.</summary>
+    private static byte[]? ReadEntry(byte[] zip, string entryName)
+    {
+        using var archive = new ZipArchive(new MemoryStream(zip, writable: false), ZipArchiveMode.Read);
+        var entry = archive.GetEntry(entryName)!;
+        using var stream = entry.Open();
+        var prefix = new byte[4];
         stream.ReadExactly(prefix);
         var length = BinaryPrimitives.ReadInt32LittleEndian(prefix);
-        if (length != entries[0].Length - 4)
+        if (length != entry.Length - 4)
         {
-            return (null, null);
+            return null;
         }
 
         var graph = new byte[length];
         stream.ReadExactly(graph);
-        return (graph, entries[0].FullName);
+        return graph;
     }
 
     /// <summary>A copy of <paramref name="zip"/> with the entry <paramref name="entryName"/> holding <paramref name="graph"/> instead.</summary>
