@@ -126,10 +126,10 @@ public static class ServerPressure
     private static string Describe(IEnumerable<int> statuses) =>
         string.Join(", ", statuses.GroupBy(s => s).OrderBy(g => g.Key).Select(g => $"{g.Count()} x {(g.Key == 0 ? "no answer" : g.Key.ToString(CultureInfo.InvariantCulture))}"));
 
-    /// <summary>A PNG of random opaque colours: incompressible, so its size is about 4 bytes a pixel.</summary>
+    /// <summary>A PNG of random opaque colours: its colour is incompressible, so its size is about 3 bytes a pixel.</summary>
     private static byte[] NoisePng(int bytes)
     {
-        var side = (int)Math.Sqrt(bytes / 4.0);
+        var side = (int)Math.Sqrt(bytes / 3.0);
         using var bitmap = new SKBitmap(side, side, SKColorType.Rgba8888, SKAlphaType.Opaque);
         var pixels = new byte[side * side * 4];
         new Random(1).NextBytes(pixels);
