@@ -8,7 +8,9 @@ namespace MlNetFinetune.Predictor;
 /// <param name="Top">Classes listed per image.</param>
 /// <param name="Json">One JSON object per image on stdout instead of text.</param>
 /// <param name="OutputFile">A .csv or .jsonl file to write the results to instead of stdout; null for stdout.</param>
-public sealed record PredictOptions(string ModelPath, IReadOnlyList<string> Inputs, int Top = 3, bool Json = false, string? OutputFile = null)
+/// <param name="MaxPixels">Largest width x height an image may declare; larger ones are reported and skipped before decoding.</param>
+public sealed record PredictOptions(
+    string ModelPath, IReadOnlyList<string> Inputs, int Top = 3, bool Json = false, string? OutputFile = null, long MaxPixels = Prediction.ImageClassifierOptions.DefaultMaxPixels)
 {
     /// <summary>Throws <see cref="UserInputException"/> naming the option when a value cannot work, before any work starts.</summary>
     public void Validate()
@@ -21,6 +23,11 @@ public sealed record PredictOptions(string ModelPath, IReadOnlyList<string> Inpu
         if (Top < 1)
         {
             throw new UserInputException(string.Create(CultureInfo.InvariantCulture, $"--top {Top}: must be at least 1"));
+        }
+
+        if (MaxPixels < 1)
+        {
+            throw new UserInputException(string.Create(CultureInfo.InvariantCulture, $"--max-pixels {MaxPixels}: must be at least 1"));
         }
 
         if (Inputs.Count == 0)

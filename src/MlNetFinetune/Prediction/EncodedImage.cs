@@ -10,7 +10,20 @@ internal static class EncodedImage
 {
     private const int ChunkSize = 81920;
 
-    public static MLImage Decode(byte[] encoded, string source) => ImageDecoder.Decode(encoded, source);
+    /// <summary>
+    /// Decodes <paramref name="encoded"/> unless its header declares more than <paramref name="maxPixels"/> pixels: a
+    /// 69-byte PNG may declare 65535x65535, 17 GB once decoded. Throws <see cref="InvalidDataException"/> naming the source.
+    /// </summary>
+    public static MLImage Decode(byte[] encoded, string source, long maxPixels)
+    {
+        if (ImageHeader.DetectFormat(encoded) is not null && ImageHeader.Read(encoded, source) is { } header && header.Pixels > maxPixels)
+        {
+            throw new InvalidDataException(string.Create(CultureInfo.InvariantCulture,
+                $"{source}: {header.Format} declares {header.Width}x{header.Height} = {header.Pixels} pixels, more than the limit of {maxPixels}"));
+        }
+
+        return ImageDecoder.Decode(encoded, source);
+    }
 
     /// <summary>Reads <paramref name="stream"/> to its end; throws <see cref="InvalidDataException"/> once it holds more than <paramref name="maxBytes"/>.</summary>
     public static byte[] Read(Stream stream, long maxBytes, string source)
@@ -59,6 +72,7 @@ internal static class EncodedImage
     /// <summary>Reads an image file within <paramref name="maxBytes"/>; throws <see cref="InvalidDataException"/> naming the file when it cannot.</summary>
     public static byte[] ReadFile(string path, long maxBytes)
     {
+        EnsureNotEmpty(path);
         try
         {
             using var file = new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.Read, bufferSize: 1, FileOptions.SequentialScan);
@@ -73,6 +87,7 @@ internal static class EncodedImage
     /// <summary>Reads an image file asynchronously within <paramref name="maxBytes"/>.</summary>
     public static async Task<byte[]> ReadFileAsync(string path, long maxBytes, CancellationToken cancellationToken)
     {
+        EnsureNotEmpty(path);
         try
         {
             await using var file = new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.Read, bufferSize: 1, FileOptions.Asynchronous | FileOptions.SequentialScan);
@@ -81,6 +96,18 @@ internal static class EncodedImage
         catch (Exception e) when (e is (IOException or UnauthorizedAccessException) and not InvalidDataException)
         {
             throw new InvalidDataException($"{path}: cannot read ({e.Message})", e);
+        }
+    }
+
+    /// <summary>
+    /// An empty file is refused without opening it: a FIFO (named pipe) or a device also reports 0 bytes, and opening a
+    /// FIFO waits until some other process writes to it, which may be never.
+    /// </summary>
+    private static void EnsureNotEmpty(string path)
+    {
+        if (new FileInfo(path) is { Exists: true, Length: 0 })
+        {
+            throw new InvalidDataException($"{path}: empty (0 bytes), or not a regular file");
         }
     }
 

@@ -102,7 +102,7 @@ public sealed class ImageClassifier : IDisposable
         _gate.Wait();
         try
         {
-            return Classify(() => EncodedImage.Decode(EncodedImage.ReadFile(imagePath, Options.MaxImageBytes), imagePath), top);
+            return Classify(() => EncodedImage.Decode(EncodedImage.ReadFile(imagePath, Options.MaxImageBytes), imagePath, Options.MaxPixels), top);
         }
         finally
         {
@@ -124,7 +124,7 @@ public sealed class ImageClassifier : IDisposable
         _gate.Wait();
         try
         {
-            return Classify(() => EncodedImage.Decode(encoded, source), top);
+            return Classify(() => EncodedImage.Decode(encoded, source, Options.MaxPixels), top);
         }
         finally
         {
@@ -168,7 +168,7 @@ public sealed class ImageClassifier : IDisposable
         await _gate.WaitAsync(cancellationToken).ConfigureAwait(false);
         try
         {
-            return Classify(() => EncodedImage.Decode(encoded, source), top);
+            return Classify(() => EncodedImage.Decode(encoded, source, Options.MaxPixels), top);
         }
         finally
         {

@@ -31,6 +31,12 @@ public sealed record ImageClassifierOptions
     /// <summary>Largest encoded image read from a stream or file; larger ones are refused before they are read whole. Default <see cref="DefaultMaxImageBytes"/>.</summary>
     public long MaxImageBytes { get; init; } = DefaultMaxImageBytes;
 
+    /// <summary>The default of <see cref="MaxPixels"/>: 40 megapixels, about 160 MB once decoded.</summary>
+    public const long DefaultMaxPixels = 40_000_000;
+
+    /// <summary>Largest width x height an image may declare; larger ones are refused from their header, before decoding. Default <see cref="DefaultMaxPixels"/>.</summary>
+    public long MaxPixels { get; init; } = DefaultMaxPixels;
+
     /// <summary>Throws <see cref="UserInputException"/> naming the setting when a value cannot work.</summary>
     public void Validate()
     {
@@ -47,6 +53,11 @@ public sealed record ImageClassifierOptions
         if (GpuDevice is < 0)
         {
             throw new UserInputException(string.Create(CultureInfo.InvariantCulture, $"{nameof(GpuDevice)} {GpuDevice}: a CUDA device number is 0 or more"));
+        }
+
+        if (MaxPixels < 1)
+        {
+            throw new UserInputException(string.Create(CultureInfo.InvariantCulture, $"{nameof(MaxPixels)} {MaxPixels}: must be at least 1"));
         }
 
         if (MaxImageBytes < 1 || MaxImageBytes > Array.MaxLength)

@@ -44,7 +44,7 @@ public static class PredictionServer
             .AddFilter("Microsoft.Hosting.Lifetime", LogLevel.Warning)
             .AddFilter("Microsoft.Extensions.Hosting", LogLevel.None);
 
-        builder.Services.AddImageClassifier(new ImageClassifierOptions { ModelPath = options.ModelPath, MaxConcurrency = options.MaxConcurrency });
+        builder.Services.AddImageClassifier(new ImageClassifierOptions { ModelPath = options.ModelPath, MaxConcurrency = options.MaxConcurrency, MaxPixels = options.MaxPixels });
         builder.Services.AddSingleton(options);
         builder.Services.AddSingleton(new BodyBudget(options.MaxInFlightBytes));
         builder.Services.AddSingleton<RequestOriginPolicy>();
