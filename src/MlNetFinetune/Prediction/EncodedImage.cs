@@ -107,7 +107,7 @@ internal static class EncodedImage
     {
         if (new FileInfo(path) is { Exists: true, Length: 0 })
         {
-            throw new InvalidDataException($"{path}: empty (0 bytes), or not a regular file");
+            throw new InvalidDataException($"{path}: empty file (0 bytes), or not a regular file");
         }
     }
 
