@@ -68,11 +68,18 @@ public sealed class PredictionServerHardeningTests(SampleModelFixture fixture)
         using var named = await server.Client.SendAsync(Post(host: "classifier.internal"));
         using var app = await server.Client.SendAsync(Post(origin: "https://app.example"));
         using var other = await server.Client.SendAsync(Post(origin: "https://other.example"));
+        using var preflight = await server.Client.SendAsync(new HttpRequestMessage(HttpMethod.Options, "/predict")
+        {
+            Headers = { { "Origin", "https://app.example" }, { "Access-Control-Request-Method", "POST" }, { "Access-Control-Request-Headers", "content-type" } },
+        });
 
         Assert.Equal(HttpStatusCode.OK, named.StatusCode);
         Assert.Equal(HttpStatusCode.OK, app.StatusCode);
         Assert.Equal("https://app.example", app.Headers.GetValues("Access-Control-Allow-Origin").Single());
         Assert.Equal(HttpStatusCode.Forbidden, other.StatusCode);
+        Assert.Equal(HttpStatusCode.NoContent, preflight.StatusCode);
+        Assert.Contains("POST", preflight.Headers.GetValues("Access-Control-Allow-Methods").Single());
+        Assert.Equal("https://app.example", preflight.Headers.GetValues("Access-Control-Allow-Origin").Single());
     }
 
     [Fact]

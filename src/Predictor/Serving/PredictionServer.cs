@@ -75,8 +75,10 @@ public static class PredictionServer
                 return;
             }
 
-            policy.AllowCors(context);
-            await next(context);
+            if (!policy.AllowCors(context))
+            {
+                await next(context);
+            }
         });
         app.MapPost("/predict", endpoints.PredictAsync);
         app.MapGet("/health", () => Results.Json(new { status = "ok" }));

@@ -35,14 +35,30 @@ public sealed class RequestOriginPolicy(ServeOptions options)
         return null;
     }
 
-    /// <summary>Adds CORS headers for an allowed cross-origin caller, so its page may read the answer.</summary>
-    public void AllowCors(HttpContext context)
+    /// <summary>
+    /// Adds CORS headers for an allowed cross-origin caller, so its page may read the answer; returns true when the
+    /// request was the browser's preflight (OPTIONS), which is then answered in full.
+    /// </summary>
+    public bool AllowCors(HttpContext context)
     {
-        if (context.Request.Headers.Origin is [{ } origin] && !IsSameOrigin(origin, context.Request) && IsAllowedOrigin(origin, context.Request))
+        var request = context.Request;
+        if (request.Headers.Origin is not [{ } origin] || IsSameOrigin(origin, request) || !IsAllowedOrigin(origin, request))
         {
-            context.Response.Headers[HeaderNames.AccessControlAllowOrigin] = origin;
-            context.Response.Headers[HeaderNames.Vary] = HeaderNames.Origin;
+            return false;
         }
+
+        context.Response.Headers[HeaderNames.AccessControlAllowOrigin] = origin;
+        context.Response.Headers[HeaderNames.Vary] = HeaderNames.Origin;
+        if (!HttpMethods.IsOptions(request.Method) || request.Headers.AccessControlRequestMethod.Count == 0)
+        {
+            return false;
+        }
+
+        // The preflight a browser sends before a POST of application/octet-stream or multipart with custom headers.
+        context.Response.Headers[HeaderNames.AccessControlAllowMethods] = "GET, POST";
+        context.Response.Headers[HeaderNames.AccessControlAllowHeaders] = "Content-Type";
+        context.Response.StatusCode = StatusCodes.Status204NoContent;
+        return true;
     }
 
     private bool IsAllowedHost(string host) =>
