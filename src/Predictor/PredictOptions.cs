@@ -10,7 +10,7 @@ namespace MlNetFinetune.Predictor;
 /// <param name="OutputFile">A .csv or .jsonl file to write the results to instead of stdout; null for stdout.</param>
 /// <param name="MaxPixels">Largest width x height an image may declare; larger ones are reported and skipped before decoding.</param>
 public sealed record PredictOptions(
-    string ModelPath, IReadOnlyList<string> Inputs, int Top = 3, bool Json = false, string? OutputFile = null, long MaxPixels = Prediction.ImageClassifierOptions.DefaultMaxPixels)
+    string ModelPath, IReadOnlyList<string> Inputs, int Top = 3, bool Json = false, string? OutputFile = null, long MaxPixels = Images.ImageLimits.DefaultMaxPixels)
 {
     /// <summary>Throws <see cref="UserInputException"/> naming the option when a value cannot work, before any work starts.</summary>
     public void Validate()
@@ -25,9 +25,9 @@ public sealed record PredictOptions(
             throw new UserInputException(string.Create(CultureInfo.InvariantCulture, $"--top {Top}: must be at least 1"));
         }
 
-        if (MaxPixels < 1)
+        if (MaxPixels is < 1 or > Images.ImageLimits.LargestMaxPixels)
         {
-            throw new UserInputException(string.Create(CultureInfo.InvariantCulture, $"--max-pixels {MaxPixels}: must be at least 1"));
+            throw new UserInputException(string.Create(CultureInfo.InvariantCulture, $"--max-pixels {MaxPixels}: must be between 1 and {Images.ImageLimits.LargestMaxPixels}"));
         }
 
         if (Inputs.Count == 0)

@@ -1,6 +1,7 @@
 using System.CommandLine;
 using MlNetFinetune.CommandLine;
 using MlNetFinetune.Data;
+using MlNetFinetune.Images;
 using MlNetFinetune.Prediction;
 using MlNetFinetune.Predictor.Serving;
 
@@ -43,7 +44,7 @@ public static class PredictorCommandLine
         var top = new Option<int>("--top") { Description = "How many classes to list per image", DefaultValueFactory = _ => 3 }.Invariant();
         var json = new Option<bool>("--json") { Description = "One JSON object per image (JSON lines) instead of text" };
         var file = new Option<string?>("--output") { Description = "Write the results to this .csv or .jsonl file and show progress instead of printing them" };
-        var maxPixels = new Option<long>("--max-pixels") { Description = "Largest width x height an image may declare; larger ones are reported and skipped before decoding", DefaultValueFactory = _ => ImageClassifierOptions.DefaultMaxPixels }.Invariant();
+        var maxPixels = new Option<long>("--max-pixels") { Description = "Largest width x height an image may declare; larger ones are reported and skipped before decoding", DefaultValueFactory = _ => ImageLimits.DefaultMaxPixels }.Invariant();
         var inputs = new Argument<string[]>("images") { Description = "Image files or folders (searched recursively)", Arity = ArgumentArity.OneOrMore };
         var root = new RootCommand("Classifies images with a model trained by MlNetFinetune. `serve --help` describes the HTTP server.")
         {
@@ -96,7 +97,7 @@ public static class PredictorCommandLine
         options.Validate();
         var format = options.OutputFile is null ? options.Json ? ResultFormat.JsonLines : ResultFormat.Text : ResultRows.FormatOfFile(options.OutputFile);
         var files = ExpandInputs(options.Inputs);
-        using var classifier = ImageClassifier.Load(new ImageClassifierOptions { ModelPath = options.ModelPath, MaxPixels = options.MaxPixels });
+        using var classifier = ImageClassifier.Load(new ImageClassifierOptions { ModelPath = options.ModelPath, Limits = new ImageLimits(MaxPixels: options.MaxPixels) });
         if (options.OutputFile is not null)
         {
             return BatchPrediction.WriteFile(classifier, files, options.Top, options.OutputFile, error, errorIsTerminal) == 0 ? Success : UserError;

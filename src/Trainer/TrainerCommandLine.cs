@@ -22,7 +22,13 @@ public static class TrainerCommandLine
     private static readonly Option<string?> s_workspace = new("--workspace") { Description = "Bottleneck cache folder (default: ~/.cache/mlnetfinetune)" };
     private static readonly Option<double> s_heldOut = new Option<double>("--held-out-fraction") { Description = "Share of each class held out when --test is not given", DefaultValueFactory = _ => 0.2 }.Invariant();
     private static readonly Option<int?> s_imageSize = new Option<int?>("--image-size") { Description = "Backbone input side in pixels, a multiple of 32 (default: chosen from the images' size)" }.Invariant();
-    private static readonly Option<string?> s_features = new("--features") { Description = "Pooled backbone taps, e.g. s4, s3+s4, s2g2+s3g2+s4 (default: chosen from the data)" };
+    private static readonly Option<string?> s_features = new("--features") { Description = "Pooled backbone taps, e.g. s4, s3+s4, s2g2+s3g2+s4 (default: chosen from the data); with --backbone <file.onnx>: tensor names joined by ',', name@g2 pools on a 2x2 grid (default: its first output)" };
+    private static readonly Option<string?> s_backbone = new("--backbone") { Description = "resnet18 (built in) or the path of your own ONNX image model, input [N,3,H,W] float (default: resnet18)" };
+    private static readonly Option<string?> s_pixelRange = new("--pixel-range") { Description = "With --backbone <file.onnx>: the input range its mean and std apply in, 0-1 or 0-255 (default 0-1)" };
+    private static readonly Option<string?> s_pixelMean = new("--pixel-mean") { Description = "With --backbone <file.onnx>: per-channel mean, e.g. 0.485,0.456,0.406 (the default)" };
+    private static readonly Option<string?> s_pixelStd = new("--pixel-std") { Description = "With --backbone <file.onnx>: per-channel standard deviation, e.g. 0.229,0.224,0.225 (the default)" };
+    private static readonly Option<string?> s_channelOrder = new("--channel-order") { Description = "With --backbone <file.onnx>: rgb or bgr (default rgb)" };
+    private static readonly Option<long> s_maxPixels = new Option<long>("--max-pixels") { Description = "Largest width x height an image may decode to; larger ones are skipped before decoding", DefaultValueFactory = _ => Images.ImageLimits.DefaultMaxPixels }.Invariant();
     private static readonly Option<bool> s_mirrored = new("--mirrored-views") { Description = "Also train on the horizontally mirrored view of every training image" };
     private static readonly Option<bool> s_keepDuplicates = new("--keep-held-out-duplicates") { Description = "Score held-out images whose bytes equal a training image's too (by default they are left out of the score and listed)" };
     private static readonly Option<string?> s_shard = new("--shard") { Description = "Only featurize shard k of n (k/n) into the cache, for running on several machines; then train without it" };
@@ -121,10 +127,13 @@ public static class TrainerCommandLine
         {
             ImageSize = parse.GetValue(s_imageSize),
             Features = parse.GetValue(s_features),
+            Backbone = parse.GetValue(s_backbone),
+            Pixels = PixelConvention.Parse(parse.GetValue(s_pixelRange), parse.GetValue(s_pixelMean), parse.GetValue(s_pixelStd), parse.GetValue(s_channelOrder)),
             MirroredViews = parse.GetValue(s_mirrored),
             ExcludeHeldOutDuplicates = !parse.GetValue(s_keepDuplicates),
             Head = new HeadOptions(parse.GetValue(s_l2), Search: parse.GetValue(s_head)!, SearchBudget: SearchBudget(parse.GetValue(s_searchMinutes))),
-            Featurization = new FeaturizationOptions(BatchSize: parse.GetValue(s_batch), GpuDevice: gpuGiven ? parse.GetValue(s_gpu) ?? 0 : null),
+            Featurization = new FeaturizationOptions(BatchSize: parse.GetValue(s_batch), GpuDevice: gpuGiven ? parse.GetValue(s_gpu) ?? 0 : null,
+                Limits: new Images.ImageLimits(MaxPixels: parse.GetValue(s_maxPixels))),
         };
     }
 
@@ -136,7 +145,7 @@ public static class TrainerCommandLine
     private static RootCommand Build(IAnsiConsole console, TextWriter error, CancellationToken interrupt)
     {
         var root = new RootCommand("Fine-tunes the pretrained ResNet18 on a folder of labelled images and evaluates it on held-out images.");
-        foreach (var option in new Option[] { s_data, s_test, s_output, s_seed, s_workspace, s_heldOut, s_imageSize, s_features, s_mirrored, s_keepDuplicates, s_l2, s_head, s_searchMinutes, s_batch, s_gpu, s_shard })
+        foreach (var option in new Option[] { s_data, s_test, s_output, s_seed, s_workspace, s_heldOut, s_imageSize, s_features, s_backbone, s_pixelRange, s_pixelMean, s_pixelStd, s_channelOrder, s_mirrored, s_keepDuplicates, s_maxPixels, s_l2, s_head, s_searchMinutes, s_batch, s_gpu, s_shard })
         {
             root.Options.Add(option);
         }

@@ -7,6 +7,7 @@ using Microsoft.AspNetCore.Http;
 using Microsoft.Extensions.Configuration;
 using Microsoft.Extensions.DependencyInjection;
 using MlNetFinetune.Hosting;
+using MlNetFinetune.Images;
 using MlNetFinetune.Prediction;
 using MlNetFinetune.Training;
 
@@ -73,7 +74,7 @@ public sealed class HostingTests(SampleModelFixture fixture)
             {
                 return Results.Json(await classifier.PredictAsync(request.Body, top: 3, aborted));
             }
-            catch (InvalidDataException e)
+            catch (InvalidImageException e)
             {
                 return Results.BadRequest(new { error = e.Message });
             }

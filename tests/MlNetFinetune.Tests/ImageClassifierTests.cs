@@ -1,4 +1,5 @@
 using Microsoft.ML;
+using MlNetFinetune.Images;
 using MlNetFinetune.Pipeline;
 using MlNetFinetune.Prediction;
 
@@ -74,11 +75,12 @@ public sealed class ImageClassifierTests(SampleModelFixture fixture)
     [Fact]
     public async Task AStreamLongerThanTheLimitIsRefusedWithoutReadingItWhole()
     {
-        using var classifier = ImageClassifier.Load(new ImageClassifierOptions { ModelPath = fixture.Result.ModelPath, MaxImageBytes = 1000 });
+        using var classifier = ImageClassifier.Load(new ImageClassifierOptions { ModelPath = fixture.Result.ModelPath, Limits = new ImageLimits(MaxEncodedBytes: 1000) });
         await using var endless = new AsyncOnlyStream(new byte[1_000_000]);
 
-        var error = await Assert.ThrowsAsync<InvalidDataException>(() => classifier.PredictAsync(endless));
+        var error = await Assert.ThrowsAsync<InvalidImageException>(() => classifier.PredictAsync(endless));
 
+        Assert.Equal(ImageProblem.TooLarge, error.Problem);
         Assert.Contains("limit of 1000 bytes", error.Message);
         Assert.True(endless.Position <= 1000 + 81920, $"read {endless.Position} bytes");
     }
@@ -104,9 +106,10 @@ public sealed class ImageClassifierTests(SampleModelFixture fixture)
     {
         using var classifier = ImageClassifier.Load(fixture.Result.ModelPath);
 
-        var error = Assert.Throws<InvalidDataException>(() => classifier.Predict("not an image"u8.ToArray(), source: "upload"));
+        var error = Assert.Throws<InvalidImageException>(() => classifier.Predict("not an image"u8.ToArray(), source: "upload"));
 
         Assert.StartsWith("upload: ", error.Message);
+        Assert.Equal(ImageProblem.UnknownFormat, error.Problem);
     }
 
     /// <summary>A read-only stream whose synchronous reads throw, as Kestrel's request body does.</summary>

@@ -1,5 +1,6 @@
 using System.Globalization;
 using Microsoft.ML;
+using MlNetFinetune.Images;
 using MlNetFinetune.Pipeline;
 using MlNetFinetune.Prediction;
 

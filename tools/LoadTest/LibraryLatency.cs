@@ -3,6 +3,7 @@ using System.Globalization;
 using Microsoft.ML;
 using Microsoft.ML.OnnxRuntime;
 using MlNetFinetune.Backbones;
+using MlNetFinetune.Images;
 using MlNetFinetune.Pipeline;
 using MlNetFinetune.Prediction;
 

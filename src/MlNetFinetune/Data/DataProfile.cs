@@ -1,5 +1,6 @@
 using System.Globalization;
 using Microsoft.ML.Data;
+using MlNetFinetune.Images;
 
 namespace MlNetFinetune.Data;
 
@@ -22,11 +23,11 @@ public sealed record DataProfile(int MedianSide, bool Grayscale, double ImagesPe
         {
             try
             {
-                using var image = MLImage.CreateFromFile(folder.Images[i].Path);
+                using var image = ImageDecoder.DecodeFile(folder.Images[i].Path);
                 sides.Add(Math.Min(image.Width, image.Height));
                 grayscale &= IsGrayscale(image);
             }
-            catch (Exception e) when (e is ArgumentException or InvalidOperationException or IOException or NullReferenceException)
+            catch (InvalidImageException)
             {
                 // An unreadable image says nothing about the others; the featurizer reports it.
             }

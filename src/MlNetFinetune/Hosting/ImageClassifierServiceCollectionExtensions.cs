@@ -21,7 +21,7 @@ public static class ImageClassifierServiceCollectionExtensions
     /// <summary>
     /// Registers the classifier as a singleton, its <see cref="ImageClassifierOptions"/> bound from
     /// <paramref name="configuration"/> (e.g. the section <c>"ImageClassifier"</c>: <c>ModelPath</c>,
-    /// <c>MaxConcurrency</c>, <c>GpuDevice</c>, <c>WatchForChanges</c>, <c>MaxImageBytes</c>), loaded and warmed up
+    /// <c>MaxConcurrency</c>, <c>GpuDevice</c>, <c>WatchForChanges</c>, <c>Limits:MaxPixels</c>, <c>Limits:MaxEncodedBytes</c>), loaded and warmed up
     /// when the host starts (a bad model file stops the start with one line naming it).
     /// </summary>
     public static IServiceCollection AddImageClassifier(this IServiceCollection services, IConfiguration configuration)

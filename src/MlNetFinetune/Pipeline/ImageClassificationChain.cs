@@ -9,7 +9,7 @@ namespace MlNetFinetune.Pipeline;
 /// <summary>
 /// The estimator chain, in one place. The whole model is
 /// label -> key, resize, extract pixels, backbone, normalize, softmax head, key -> label, on images decoded by
-/// <see cref="ImageDecoder"/>;
+/// <see cref="Images.ImageDecoder"/>;
 /// training fits it in three parts (<see cref="LabelToKey"/>, <see cref="Featurizer"/>, <see cref="Head"/>) so that the
 /// backbone runs once per image into the bottleneck cache while the head is fitted on cached features.
 /// </summary>

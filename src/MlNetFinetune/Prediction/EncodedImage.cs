@@ -1,35 +1,23 @@
 using System.Buffers;
 using System.Globalization;
 using Microsoft.ML.Data;
-using MlNetFinetune.Pipeline;
+using MlNetFinetune.Images;
 
 namespace MlNetFinetune.Prediction;
 
-/// <summary>Encoded image bytes from files and streams, read within a byte limit, and their decoding.</summary>
+/// <summary>Encoded image bytes from streams, read within <see cref="ImageLimits.MaxEncodedBytes"/>.</summary>
 internal static class EncodedImage
 {
     private const int ChunkSize = 81920;
 
-    /// <summary>
-    /// Decodes <paramref name="encoded"/> unless its header declares more than <paramref name="maxPixels"/> pixels: a
-    /// 69-byte PNG may declare 65535x65535, 17 GB once decoded. Throws <see cref="InvalidDataException"/> naming the source.
-    /// </summary>
-    public static MLImage Decode(byte[] encoded, string source, long maxPixels)
-    {
-        if (ImageHeader.DetectFormat(encoded) is not null && ImageHeader.Read(encoded, source) is { } header && header.Pixels > maxPixels)
-        {
-            throw new InvalidDataException(string.Create(CultureInfo.InvariantCulture,
-                $"{source}: {header.Format} declares {header.Width}x{header.Height} = {header.Pixels} pixels, more than the limit of {maxPixels}"));
-        }
+    /// <summary>Decodes within <paramref name="limits"/> (pixels decided from the real frame sizes before decoding); throws <see cref="InvalidImageException"/>.</summary>
+    public static MLImage Decode(byte[] encoded, string source, ImageLimits limits) => ImageDecoder.Decode(encoded, source, limits);
 
-        return ImageDecoder.Decode(encoded, source);
-    }
-
-    /// <summary>Reads <paramref name="stream"/> to its end; throws <see cref="InvalidDataException"/> once it holds more than <paramref name="maxBytes"/>.</summary>
-    public static byte[] Read(Stream stream, long maxBytes, string source)
+    /// <summary>Reads <paramref name="stream"/> to its end; throws <see cref="InvalidImageException"/> (too large) once it holds more than the limit.</summary>
+    public static byte[] Read(Stream stream, ImageLimits limits, string source)
     {
-        EnsureDeclaredLength(stream, maxBytes, source);
-        var buffer = new Accumulator(maxBytes, source);
+        EnsureDeclaredLength(stream, limits, source);
+        var buffer = new Accumulator(limits.MaxEncodedBytes, source);
         var chunk = ArrayPool<byte>.Shared.Rent(ChunkSize);
         try
         {
@@ -47,11 +35,11 @@ internal static class EncodedImage
         }
     }
 
-    /// <summary>Reads <paramref name="stream"/> to its end asynchronously; throws <see cref="InvalidDataException"/> once it holds more than <paramref name="maxBytes"/>.</summary>
-    public static async Task<byte[]> ReadAsync(Stream stream, long maxBytes, string source, CancellationToken cancellationToken)
+    /// <summary>Reads <paramref name="stream"/> to its end asynchronously; throws <see cref="InvalidImageException"/> (too large) once it holds more than the limit.</summary>
+    public static async Task<byte[]> ReadAsync(Stream stream, ImageLimits limits, string source, CancellationToken cancellationToken)
     {
-        EnsureDeclaredLength(stream, maxBytes, source);
-        var buffer = new Accumulator(maxBytes, source);
+        EnsureDeclaredLength(stream, limits, source);
+        var buffer = new Accumulator(limits.MaxEncodedBytes, source);
         var chunk = ArrayPool<byte>.Shared.Rent(ChunkSize);
         try
         {
@@ -69,58 +57,16 @@ internal static class EncodedImage
         }
     }
 
-    /// <summary>Reads an image file within <paramref name="maxBytes"/>; throws <see cref="InvalidDataException"/> naming the file when it cannot.</summary>
-    public static byte[] ReadFile(string path, long maxBytes)
+    private static void EnsureDeclaredLength(Stream stream, ImageLimits limits, string source)
     {
-        EnsureNotEmpty(path);
-        try
+        if (stream.CanSeek && stream.Length - stream.Position > limits.MaxEncodedBytes)
         {
-            using var file = new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.Read, bufferSize: 1, FileOptions.SequentialScan);
-            return Read(file, maxBytes, path);
-        }
-        catch (Exception e) when (e is (IOException or UnauthorizedAccessException) and not InvalidDataException)
-        {
-            throw new InvalidDataException($"{path}: cannot read ({e.Message})", e);
+            throw TooLarge(source, stream.Length - stream.Position, limits.MaxEncodedBytes);
         }
     }
 
-    /// <summary>Reads an image file asynchronously within <paramref name="maxBytes"/>.</summary>
-    public static async Task<byte[]> ReadFileAsync(string path, long maxBytes, CancellationToken cancellationToken)
-    {
-        EnsureNotEmpty(path);
-        try
-        {
-            await using var file = new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.Read, bufferSize: 1, FileOptions.Asynchronous | FileOptions.SequentialScan);
-            return await ReadAsync(file, maxBytes, path, cancellationToken).ConfigureAwait(false);
-        }
-        catch (Exception e) when (e is (IOException or UnauthorizedAccessException) and not InvalidDataException)
-        {
-            throw new InvalidDataException($"{path}: cannot read ({e.Message})", e);
-        }
-    }
-
-    /// <summary>
-    /// An empty file is refused without opening it: a FIFO (named pipe) or a device also reports 0 bytes, and opening a
-    /// FIFO waits until some other process writes to it, which may be never.
-    /// </summary>
-    private static void EnsureNotEmpty(string path)
-    {
-        if (new FileInfo(path) is { Exists: true, Length: 0 })
-        {
-            throw new InvalidDataException($"{path}: empty file (0 bytes), or not a regular file");
-        }
-    }
-
-    private static void EnsureDeclaredLength(Stream stream, long maxBytes, string source)
-    {
-        if (stream.CanSeek && stream.Length - stream.Position > maxBytes)
-        {
-            throw TooLarge(source, stream.Length - stream.Position, maxBytes);
-        }
-    }
-
-    private static InvalidDataException TooLarge(string source, long? bytes, long maxBytes) => new(string.Create(CultureInfo.InvariantCulture,
-        $"{source}: {(bytes is { } length ? $"{length} bytes" : "more bytes")} than the limit of {maxBytes} bytes for an image"));
+    private static InvalidImageException TooLarge(string source, long? bytes, long maxBytes) => new(source, ImageProblem.TooLarge, string.Create(CultureInfo.InvariantCulture,
+        $"{(bytes is { } length ? $"{length} bytes" : "more bytes")} than the limit of {maxBytes} bytes for an encoded image"));
 
     /// <summary>Collects bytes up to a limit, growing by doubling like a MemoryStream but never past the limit.</summary>
     private sealed class Accumulator(long maxBytes, string source)

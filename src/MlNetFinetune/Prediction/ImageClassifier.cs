@@ -1,5 +1,6 @@
 using Microsoft.ML;
 using Microsoft.ML.Data;
+using MlNetFinetune.Images;
 using MlNetFinetune.Pipeline;
 
 namespace MlNetFinetune.Prediction;
@@ -96,13 +97,13 @@ public sealed class ImageClassifier : IDisposable
         }
     }
 
-    /// <summary>Classifies an image file; throws <see cref="InvalidDataException"/> naming the file when it cannot be read or decoded.</summary>
+    /// <summary>Classifies an image file; throws <see cref="InvalidImageException"/> naming the file when it cannot be read or decoded.</summary>
     public ClassificationResult Predict(string imagePath, int top = 3)
     {
         _gate.Wait();
         try
         {
-            return Classify(() => EncodedImage.Decode(EncodedImage.ReadFile(imagePath, Options.MaxImageBytes), imagePath, Options.MaxPixels), top);
+            return Classify(() => ImageDecoder.DecodeFile(imagePath, Options.Limits), top);
         }
         finally
         {
@@ -112,19 +113,19 @@ public sealed class ImageClassifier : IDisposable
 
     /// <summary>
     /// Classifies the encoded image in <paramref name="stream"/> (read to its end, at most
-    /// <see cref="ImageClassifierOptions.MaxImageBytes"/>). Reads synchronously: in ASP.NET Core use
+    /// <see cref="ImageLimits.MaxEncodedBytes"/> of <see cref="ImageClassifierOptions.Limits"/>). Reads synchronously: in ASP.NET Core use
     /// <see cref="PredictAsync(Stream, int, CancellationToken)"/>.
     /// </summary>
     public ClassificationResult Predict(Stream stream, int top = 3, string source = "stream") =>
-        Predict(EncodedImage.Read(stream, Options.MaxImageBytes, source), top, source);
+        Predict(EncodedImage.Read(stream, Options.Limits, source), top, source);
 
-    /// <summary>Classifies an encoded image; throws <see cref="InvalidDataException"/> naming <paramref name="source"/> when it cannot be decoded.</summary>
+    /// <summary>Classifies an encoded image; throws <see cref="InvalidImageException"/> naming <paramref name="source"/> when it cannot be decoded.</summary>
     public ClassificationResult Predict(byte[] encoded, int top = 3, string source = "image")
     {
         _gate.Wait();
         try
         {
-            return Classify(() => EncodedImage.Decode(encoded, source, Options.MaxPixels), top);
+            return Classify(() => EncodedImage.Decode(encoded, source, Options.Limits), top);
         }
         finally
         {
@@ -148,13 +149,13 @@ public sealed class ImageClassifier : IDisposable
 
     /// <summary>
     /// Reads the encoded image in <paramref name="stream"/> asynchronously (at most
-    /// <see cref="ImageClassifierOptions.MaxImageBytes"/>), waits for an engine without blocking a thread, and classifies
-    /// it. Throws <see cref="InvalidDataException"/> when the bytes are not a decodable image or are too many, and
+    /// <see cref="ImageLimits.MaxEncodedBytes"/> of <see cref="ImageClassifierOptions.Limits"/>), waits for an engine without blocking a thread, and classifies
+    /// it. Throws <see cref="InvalidImageException"/> when the bytes are not a decodable image or are too many, and
     /// <see cref="OperationCanceledException"/> when <paramref name="cancellationToken"/> fires while reading or waiting.
     /// </summary>
     public async Task<ClassificationResult> PredictAsync(Stream stream, int top = 3, CancellationToken cancellationToken = default)
     {
-        var encoded = await EncodedImage.ReadAsync(stream, Options.MaxImageBytes, "stream", cancellationToken).ConfigureAwait(false);
+        var encoded = await EncodedImage.ReadAsync(stream, Options.Limits, "stream", cancellationToken).ConfigureAwait(false);
         return await PredictAsync(encoded, "stream", top, cancellationToken).ConfigureAwait(false);
     }
 
@@ -168,7 +169,7 @@ public sealed class ImageClassifier : IDisposable
         await _gate.WaitAsync(cancellationToken).ConfigureAwait(false);
         try
         {
-            return Classify(() => EncodedImage.Decode(encoded, source, Options.MaxPixels), top);
+            return Classify(() => EncodedImage.Decode(encoded, source, Options.Limits), top);
         }
         finally
         {
@@ -176,11 +177,21 @@ public sealed class ImageClassifier : IDisposable
         }
     }
 
-    /// <summary>Reads and classifies an image file, waiting for an engine without blocking a thread.</summary>
+    /// <summary>
+    /// Classifies an image file, waiting for an engine without blocking a thread. The file is read once an engine is
+    /// free (a local read, through <see cref="ImageDecoder.DecodeFile"/>: never blocked by a FIFO, size checked first).
+    /// </summary>
     public async Task<ClassificationResult> PredictAsync(string imagePath, int top = 3, CancellationToken cancellationToken = default)
     {
-        var encoded = await EncodedImage.ReadFileAsync(imagePath, Options.MaxImageBytes, cancellationToken).ConfigureAwait(false);
-        return await PredictAsync(encoded, imagePath, top, cancellationToken).ConfigureAwait(false);
+        await _gate.WaitAsync(cancellationToken).ConfigureAwait(false);
+        try
+        {
+            return Classify(() => ImageDecoder.DecodeFile(imagePath, Options.Limits), top);
+        }
+        finally
+        {
+            _gate.Release();
+        }
     }
 
     /// <summary>Probabilities of all classes, in <see cref="Classes"/> order.</summary>

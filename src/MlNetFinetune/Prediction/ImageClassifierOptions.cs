@@ -1,4 +1,5 @@
 using System.Globalization;
+using MlNetFinetune.Images;
 
 namespace MlNetFinetune.Prediction;
 
@@ -8,9 +9,6 @@ public sealed record ImageClassifierOptions
 {
     /// <summary>The configuration section <see cref="Hosting.ImageClassifierServiceCollectionExtensions.AddImageClassifier(Microsoft.Extensions.DependencyInjection.IServiceCollection, Microsoft.Extensions.Configuration.IConfiguration)"/> reads by default.</summary>
     public const string SectionName = "ImageClassifier";
-
-    /// <summary>The default of <see cref="MaxImageBytes"/>: 64 MiB.</summary>
-    public const long DefaultMaxImageBytes = 64L * 1024 * 1024;
 
     /// <summary>model.zip written by the Trainer. Required.</summary>
     public string ModelPath { get; init; } = string.Empty;
@@ -28,14 +26,11 @@ public sealed record ImageClassifierOptions
     /// </summary>
     public bool WatchForChanges { get; init; }
 
-    /// <summary>Largest encoded image read from a stream or file; larger ones are refused before they are read whole. Default <see cref="DefaultMaxImageBytes"/>.</summary>
-    public long MaxImageBytes { get; init; } = DefaultMaxImageBytes;
-
-    /// <summary>The default of <see cref="MaxPixels"/>: 40 megapixels, about 160 MB once decoded.</summary>
-    public const long DefaultMaxPixels = 40_000_000;
-
-    /// <summary>Largest width x height an image may declare; larger ones are refused from their header, before decoding. Default <see cref="DefaultMaxPixels"/>.</summary>
-    public long MaxPixels { get; init; } = DefaultMaxPixels;
+    /// <summary>
+    /// How large an image may be: pixels (decided from the real frame sizes before decoding) and encoded bytes (checked
+    /// while a stream or file is read). Default <see cref="ImageLimits.Default"/>: 40 megapixels, 64 MiB.
+    /// </summary>
+    public ImageLimits Limits { get; init; } = ImageLimits.Default;
 
     /// <summary>Throws <see cref="UserInputException"/> naming the setting when a value cannot work.</summary>
     public void Validate()
@@ -55,14 +50,6 @@ public sealed record ImageClassifierOptions
             throw new UserInputException(string.Create(CultureInfo.InvariantCulture, $"{nameof(GpuDevice)} {GpuDevice}: a CUDA device number is 0 or more"));
         }
 
-        if (MaxPixels < 1)
-        {
-            throw new UserInputException(string.Create(CultureInfo.InvariantCulture, $"{nameof(MaxPixels)} {MaxPixels}: must be at least 1"));
-        }
-
-        if (MaxImageBytes < 1 || MaxImageBytes > Array.MaxLength)
-        {
-            throw new UserInputException(string.Create(CultureInfo.InvariantCulture, $"{nameof(MaxImageBytes)} {MaxImageBytes}: must be between 1 and {Array.MaxLength}"));
-        }
+        Limits.Validate();
     }
 }

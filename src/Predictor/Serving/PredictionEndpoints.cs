@@ -2,6 +2,7 @@ using System.Globalization;
 using Microsoft.AspNetCore.Http;
 using Microsoft.Net.Http.Headers;
 using MlNetFinetune.Evaluation;
+using MlNetFinetune.Images;
 using MlNetFinetune.Prediction;
 
 namespace MlNetFinetune.Predictor.Serving;
@@ -67,29 +68,19 @@ public sealed class PredictionEndpoints(ImageClassifier classifier, ServeOptions
                 $"{source}: not a {ImageHeader.SupportedFormats} image (starts with {Convert.ToHexString(image, 0, Math.Min(8, image.Length))})");
         }
 
-        ImageHeader header;
-        try
-        {
-            header = ImageHeader.Read(image, source);
-        }
-        catch (InvalidDataException e)
-        {
-            return Error(StatusCodes.Status400BadRequest, e.Message);
-        }
-
-        if (header.Pixels > options.MaxPixels)
-        {
-            return Error(StatusCodes.Status422UnprocessableEntity, string.Create(CultureInfo.InvariantCulture,
-                $"{source}: {header.Format} declares {header.Width}x{header.Height} = {header.Pixels} pixels, more than the limit of {options.MaxPixels} (--max-pixels)"));
-        }
-
+        // The decoder refuses a bomb from the real frame sizes before it allocates pixels (--max-pixels).
         try
         {
             return Results.Json(await classifier.PredictAsync(image, source, top, aborted));
         }
-        catch (InvalidDataException e)
+        catch (InvalidImageException e)
         {
-            return Error(StatusCodes.Status400BadRequest, e.Message);
+            return e.Problem switch
+            {
+                ImageProblem.TooLarge => Error(StatusCodes.Status422UnprocessableEntity, $"{e.Message} (--max-pixels)"),
+                ImageProblem.UnknownFormat => Error(StatusCodes.Status415UnsupportedMediaType, e.Message),
+                _ => Error(StatusCodes.Status400BadRequest, e.Message),
+            };
         }
     }
 

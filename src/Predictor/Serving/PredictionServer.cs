@@ -10,6 +10,7 @@ using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Logging.Console;
 using MlNetFinetune.Hosting;
+using MlNetFinetune.Images;
 using MlNetFinetune.Prediction;
 
 namespace MlNetFinetune.Predictor.Serving;
@@ -44,7 +45,12 @@ public static class PredictionServer
             .AddFilter("Microsoft.Hosting.Lifetime", LogLevel.Warning)
             .AddFilter("Microsoft.Extensions.Hosting", LogLevel.None);
 
-        builder.Services.AddImageClassifier(new ImageClassifierOptions { ModelPath = options.ModelPath, MaxConcurrency = options.MaxConcurrency, MaxPixels = options.MaxPixels });
+        builder.Services.AddImageClassifier(new ImageClassifierOptions
+        {
+            ModelPath = options.ModelPath,
+            MaxConcurrency = options.MaxConcurrency,
+            Limits = new ImageLimits(MaxPixels: options.MaxPixels, MaxEncodedBytes: options.MaxBodyBytes),
+        });
         builder.Services.AddSingleton(options);
         builder.Services.AddSingleton(new BodyBudget(options.MaxInFlightBytes));
         builder.Services.AddSingleton<RequestOriginPolicy>();

@@ -66,6 +66,11 @@ public sealed record ServeOptions(
             }
         }
 
+        if (MaxPixels > Images.ImageLimits.LargestMaxPixels)
+        {
+            throw new UserInputException(string.Create(CultureInfo.InvariantCulture, $"--max-pixels {MaxPixels}: at most {Images.ImageLimits.LargestMaxPixels} (4 bytes per pixel in one buffer)"));
+        }
+
         if (MaxBodyBytes > Array.MaxLength)
         {
             throw new UserInputException(string.Create(CultureInfo.InvariantCulture, $"--max-body-bytes {MaxBodyBytes}: at most {Array.MaxLength} (one request is held in memory)"));
