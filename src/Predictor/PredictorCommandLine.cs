@@ -147,10 +147,9 @@ public static class PredictorCommandLine
         {
             if (Directory.Exists(input))
             {
-                var found = Directory.EnumerateFiles(input, "*", SearchOption.AllDirectories)
-                    .Where(ImageFolder.IsImageFile)
-                    .Order(StringComparer.Ordinal)
-                    .ToList();
+                // Paths are shown as the user wrote the folder, not made absolute.
+                var root = Path.GetFullPath(input);
+                var found = ImageFolder.FindImageFiles(input, out _).Select(f => Path.Join(input, Path.GetRelativePath(root, f))).ToList();
                 if (found.Count == 0)
                 {
                     throw new UserInputException($"{input}: folder holds no images");
@@ -158,7 +157,7 @@ public static class PredictorCommandLine
 
                 files.AddRange(found);
             }
-            else if (File.Exists(input))
+            else if (File.Exists(input) || new FileInfo(input).LinkTarget is not null)
             {
                 files.Add(input);
             }
