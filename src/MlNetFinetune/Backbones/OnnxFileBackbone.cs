@@ -333,8 +333,9 @@ public sealed class OnnxFileBackbone : IBackbone
             {
                 using var options = new SessionOptions { GraphOptimizationLevel = GraphOptimizationLevel.ORT_ENABLE_BASIC };
                 using var session = new InferenceSession(bytes, options);
+                using var runOptions = new RunOptions();
                 using var pixels = OrtValue.CreateTensorValueFromMemory(new float[batch * 3 * size * size], [batch, 3, size, size]);
-                using var outputs = session.Run(new RunOptions(), [input], [pixels], [.. tensors]);
+                using var outputs = session.Run(runOptions, [input], [pixels], [.. tensors]);
                 return ([.. outputs.Select(o => o.GetTensorTypeAndShape().Shape)], batch > 1);
             }
             catch (OnnxRuntimeException e)
