@@ -95,7 +95,8 @@ public static class FineTuneQuality
         {
             var input = chunk.SelectMany(i => i.Pixels).ToArray();
             using var tensor = OrtValue.CreateTensorValueFromMemory(input, [chunk.Length, 3, size, size]);
-            using var outputs = session.Run(new RunOptions(), [ColumnNames.Pixels], [tensor], [ColumnNames.Features]);
+            using var runOptions = new RunOptions();
+            using var outputs = session.Run(runOptions, [ColumnNames.Pixels], [tensor], [ColumnNames.Features]);
             var values = outputs[0].GetTensorDataAsSpan<float>();
             for (var i = 0; i < chunk.Length; i++)
             {

@@ -38,7 +38,8 @@ public sealed class BatchNormFoldingTests
         using var options = new SessionOptions { GraphOptimizationLevel = GraphOptimizationLevel.ORT_DISABLE_ALL };
         using var session = new InferenceSession(graph, options);
         using var input = OrtValue.CreateTensorValueFromMemory(pixels, [2, 3, 64, 64]);
-        using var outputs = session.Run(new RunOptions(), ["Pixels"], [input], ["Features"]);
+        using var runOptions = new RunOptions();
+        using var outputs = session.Run(runOptions, ["Pixels"], [input], ["Features"]);
         return outputs[0].GetTensorDataAsSpan<float>().ToArray();
     }
 }

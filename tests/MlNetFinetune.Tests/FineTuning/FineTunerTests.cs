@@ -113,7 +113,8 @@ public sealed class FineTunerTests(FineTuneSampleFixture sample) : IClassFixture
         foreach (var image in sample.Validation)
         {
             using var input = OrtValue.CreateTensorValueFromMemory(image.Pixels, [1, 3, 64, 64]);
-            using var outputs = session.Run(new RunOptions(), [Pipeline.ColumnNames.Pixels], [input], [Pipeline.ColumnNames.Features]);
+            using var runOptions = new RunOptions();
+            using var outputs = session.Run(runOptions, [Pipeline.ColumnNames.Pixels], [input], [Pipeline.ColumnNames.Features]);
             loss -= Math.Log(result.Head.Probabilities(outputs[0].GetTensorDataAsSpan<float>())[image.Label]);
         }
 

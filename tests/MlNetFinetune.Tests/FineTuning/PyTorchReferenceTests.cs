@@ -80,7 +80,8 @@ public sealed class PyTorchReferenceTests(ITestOutputHelper output)
     {
         using var session = new InferenceSession(cut.FrozenGraph(fullPrecision: true));
         using var input = OrtValue.CreateTensorValueFromMemory(pixels, [images, 3, size, size]);
-        using var outputs = session.Run(new RunOptions(), [Pipeline.ColumnNames.Pixels], [input], [BackboneCut.FrozenOutput]);
+        using var runOptions = new RunOptions();
+        using var outputs = session.Run(runOptions, [Pipeline.ColumnNames.Pixels], [input], [BackboneCut.FrozenOutput]);
         return outputs[0].GetTensorDataAsSpan<float>().ToArray();
     }
 

@@ -19,6 +19,9 @@ internal static class FrozenPass
     {
         var store = new FeatureMapStore(cut.CutShape, views, fullPrecision);
         using var session = BackboneSession.Create(cut.FrozenGraph(fullPrecision), gpuDevice: null, out _);
+
+        // Held for the whole pass: a RunOptions created inline can be finalized while ONNX Runtime still runs with it.
+        using var runOptions = new RunOptions();
         var size = cut.Backbone.ImageSize;
         var pixelCount = 3 * size * size;
         var batch = new List<LabelledPixels>(Batch);
@@ -38,7 +41,7 @@ internal static class FrozenPass
             }
 
             using var tensor = OrtValue.CreateTensorValueFromMemory(input, [batch.Count * views, 3, size, size]);
-            using var outputs = session.Run(new RunOptions(), [Pipeline.ColumnNames.Pixels], [tensor], [BackboneCut.FrozenOutput]);
+            using var outputs = session.Run(runOptions, [Pipeline.ColumnNames.Pixels], [tensor], [BackboneCut.FrozenOutput]);
             var mapValues = cut.CutShape.Size * views;
             for (var i = 0; i < batch.Count; i++)
             {

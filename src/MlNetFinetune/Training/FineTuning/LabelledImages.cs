@@ -1,5 +1,6 @@
 using Microsoft.ML;
 using Microsoft.ML.Data;
+using MlNetFinetune.Images;
 using MlNetFinetune.Pipeline;
 
 namespace MlNetFinetune.Training.FineTuning;
@@ -28,7 +29,7 @@ public static class LabelledImages
                 Parallel.For(0, block.Length, new ParallelOptions { MaxDegreeOfParallelism = threads }, i =>
                 {
                     var (path, label) = files[start + i];
-                    using var image = ImageDecoder.Decode(File.ReadAllBytes(path), path);
+                    using var image = ImageDecoder.DecodeFile(path);
                     block[i] = new LabelledPixels(engines.Value!.Predict(new ImageInput { Image = image }).Pixels, label);
                 });
                 foreach (var item in block)
