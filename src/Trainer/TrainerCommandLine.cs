@@ -5,6 +5,7 @@ using MlNetFinetune.Backbones;
 using MlNetFinetune.Data;
 using MlNetFinetune.Pipeline;
 using MlNetFinetune.Training;
+using MlNetFinetune.Training.FineTuning;
 using Spectre.Console;
 
 namespace MlNetFinetune.Trainer;
@@ -36,6 +37,24 @@ public static class TrainerCommandLine
     private static readonly Option<string> s_head = new("--head") { Description = "softmax: L2 search of the softmax head; auto: also SDCA and LightGBM heads, on the validation split", DefaultValueFactory = _ => HeadOptions.SoftmaxSearch };
     private static readonly Option<double> s_searchMinutes = new Option<double>("--search-minutes") { Description = "Time budget of the head search", DefaultValueFactory = _ => 10 }.Invariant();
     private static readonly Option<int> s_batch = new Option<int>("--batch-size") { Description = "Images per backbone call", DefaultValueFactory = _ => new FeaturizationOptions().BatchSize }.Invariant();
+    private static readonly FineTuneOptions s_fineTuneDefaults = new();
+    private static readonly Option<bool> s_fineTune = new("--fine-tune") { Description = "Also train the top stages of the backbone (SGD with momentum, validated every epoch, best epoch kept), then fit the head on the fine-tuned network's features" };
+    private static readonly Option<int> s_fineTuneStages = new Option<int>("--fine-tune-stages") { Description = "With --fine-tune: how many of the backbone's 4 stages train, from the top; the stem and the stages below stay frozen", DefaultValueFactory = _ => s_fineTuneDefaults.Stages }.Invariant();
+    private static readonly Option<int> s_epochs = new Option<int>("--epochs") { Description = "With --fine-tune: passes over the training images", DefaultValueFactory = _ => s_fineTuneDefaults.Epochs }.Invariant();
+    private static readonly Option<int> s_fineTuneBatch = new Option<int>("--fine-tune-batch-size") { Description = "With --fine-tune: images per SGD step", DefaultValueFactory = _ => s_fineTuneDefaults.BatchSize }.Invariant();
+    private static readonly Option<float> s_learningRate = new Option<float>("--learning-rate") { Description = "With --fine-tune: SGD learning rate of the backbone's stages (the peak for one-cycle)", DefaultValueFactory = _ => s_fineTuneDefaults.LearningRate }.Invariant();
+    private static readonly Option<float> s_headRateMultiple = new Option<float>("--head-learning-rate-multiple") { Description = "With --fine-tune: the new head's learning rate is this times --learning-rate", DefaultValueFactory = _ => s_fineTuneDefaults.HeadLearningRateMultiple }.Invariant();
+    private static readonly Option<string> s_schedule = new("--lr-schedule") { Description = "With --fine-tune: step, exponential, cosine or one-cycle", DefaultValueFactory = _ => "cosine" };
+    private static readonly Option<float> s_weightDecay = new Option<float>("--weight-decay") { Description = "With --fine-tune: L2 weight decay of the weights (not the biases)", DefaultValueFactory = _ => s_fineTuneDefaults.WeightDecay }.Invariant();
+    private static readonly Option<float> s_momentum = new Option<float>("--momentum") { Description = "With --fine-tune: SGD momentum", DefaultValueFactory = _ => s_fineTuneDefaults.Momentum }.Invariant();
+    private static readonly Option<string> s_augment = new("--augment") { Description = "With --fine-tune: none, flip or flip+shift of the training images (validation and held-out images never)", DefaultValueFactory = _ => "flip" };
+    private static readonly Option<int> s_patience = new Option<int>("--patience") { Description = "With --fine-tune: stop after this many epochs without a lower validation loss; 0 never stops early", DefaultValueFactory = _ => s_fineTuneDefaults.Patience }.Invariant();
+    private static readonly Option<int> s_headEpochs = new Option<int>("--head-epochs") { Description = "With --fine-tune: epochs that train the new head alone before the backbone (reported as epoch 0)", DefaultValueFactory = _ => s_fineTuneDefaults.HeadEpochs }.Invariant();
+    private static readonly Option<bool> s_resume = new("--resume") { Description = "With --fine-tune: continue an interrupted run into the same --output from its last finished epoch (same options and images)" };
+
+    /// <summary>Options that only mean something with --fine-tune.</summary>
+    private static readonly Option[] s_fineTuneOnly = [s_fineTuneStages, s_epochs, s_fineTuneBatch, s_learningRate, s_headRateMultiple, s_schedule, s_weightDecay, s_momentum, s_augment, s_patience, s_headEpochs, s_resume];
+
     private static readonly Option<int?> s_gpu = new Option<int?>("--gpu") { Description = "Run the backbone on this CUDA device, 0 when no number is given (falls back to the CPU with a message)", Arity = ArgumentArity.ZeroOrOne }.Invariant();
 
     /// <summary>Parses and runs; returns the exit code. Errors go to <paramref name="error"/>, everything else to <paramref name="console"/>.</summary>
@@ -55,9 +74,11 @@ public static class TrainerCommandLine
         }
 
         // Ctrl+C stops featurization cleanly: what is flushed stays in the cache and the next run resumes from there.
+        // A fine-tuning goes on to save its best epoch after the first Ctrl+C; a second one ends the process (every file
+        // is written atomically, so none is left half written).
         void OnCancel(object? sender, ConsoleCancelEventArgs e)
         {
-            e.Cancel = true;
+            e.Cancel = !interrupt.IsCancellationRequested;
             interrupt.Cancel();
         }
 
@@ -134,7 +155,33 @@ public static class TrainerCommandLine
             Head = new HeadOptions(parse.GetValue(s_l2), Search: parse.GetValue(s_head)!, SearchBudget: SearchBudget(parse.GetValue(s_searchMinutes))),
             Featurization = new FeaturizationOptions(BatchSize: parse.GetValue(s_batch), GpuDevice: gpuGiven ? parse.GetValue(s_gpu) ?? 0 : null,
                 Limits: new Images.ImageLimits(MaxPixels: parse.GetValue(s_maxPixels))),
+            FineTune = FineTune(parse),
+            Resume = parse.GetValue(s_resume),
         };
+    }
+
+    /// <summary>The fine-tuning options; null without --fine-tune, where giving one of them is an error rather than ignored.</summary>
+    private static FineTuneOptions? FineTune(ParseResult parse)
+    {
+        if (!parse.GetValue(s_fineTune))
+        {
+            var given = s_fineTuneOnly.FirstOrDefault(o => parse.GetResult(o) is { Implicit: false });
+            return given is null || given == s_resume ? null : throw new UserInputException($"{given.Name}: only with --fine-tune");
+        }
+
+        return new FineTuneOptions(
+            Stages: parse.GetValue(s_fineTuneStages),
+            Epochs: parse.GetValue(s_epochs),
+            BatchSize: parse.GetValue(s_fineTuneBatch),
+            LearningRate: parse.GetValue(s_learningRate),
+            HeadLearningRateMultiple: parse.GetValue(s_headRateMultiple),
+            Schedule: FineTuneOptions.ParseSchedule(parse.GetValue(s_schedule)!),
+            WeightDecay: parse.GetValue(s_weightDecay),
+            Momentum: parse.GetValue(s_momentum),
+            Augment: FineTuneOptions.ParseAugmentation(parse.GetValue(s_augment)!),
+            Seed: parse.GetValue(s_seed),
+            Patience: parse.GetValue(s_patience),
+            HeadEpochs: parse.GetValue(s_headEpochs));
     }
 
     /// <summary>--search-minutes as a time span; beyond what a TimeSpan holds it is an error, not an OverflowException.</summary>
@@ -145,7 +192,8 @@ public static class TrainerCommandLine
     private static RootCommand Build(IAnsiConsole console, TextWriter error, CancellationToken interrupt)
     {
         var root = new RootCommand("Fine-tunes the pretrained ResNet18 on a folder of labelled images and evaluates it on held-out images.");
-        foreach (var option in new Option[] { s_data, s_test, s_output, s_seed, s_workspace, s_heldOut, s_imageSize, s_features, s_backbone, s_pixelRange, s_pixelMean, s_pixelStd, s_channelOrder, s_mirrored, s_keepDuplicates, s_maxPixels, s_l2, s_head, s_searchMinutes, s_batch, s_gpu, s_shard })
+        Option[] options = [s_data, s_test, s_output, s_seed, s_workspace, s_heldOut, s_imageSize, s_features, s_backbone, s_pixelRange, s_pixelMean, s_pixelStd, s_channelOrder, s_mirrored, s_keepDuplicates, s_maxPixels, s_l2, s_head, s_searchMinutes, s_batch, s_gpu, s_shard, s_fineTune, .. s_fineTuneOnly];
+        foreach (var option in options)
         {
             root.Options.Add(option);
         }
@@ -170,13 +218,22 @@ public static class TrainerCommandLine
         }
         catch (OperationCanceledException)
         {
-            error.WriteLine("interrupted: finished features are kept in the bottleneck cache; run the same command again to continue");
+            error.WriteLine(options.FineTune is null
+                ? "interrupted: finished features are kept in the bottleneck cache; run the same command again to continue"
+                : "interrupted before the first fine-tuning epoch finished; no model was saved (run the same command again to start over)");
             return ExitCodes.Interrupted;
         }
 
         ReportConsole.Print(console, result.Report);
         console.MarkupLineInterpolated($"Model: [green]{result.ModelPath}[/]");
         console.MarkupLineInterpolated($"Reports: [green]{Path.GetFullPath(options.OutputFolder)}[/] (report.json, report.md, report.html, heldout-predictions.csv)");
+        if (result.FineTuningInterrupted)
+        {
+            error.WriteLine(string.Create(CultureInfo.InvariantCulture,
+                $"interrupted: the model holds the best fine-tuning epoch finished before Ctrl+C (epoch {result.Report.FineTuning!.BestEpoch}), saved to {result.ModelPath}; add --resume to the same command to train the remaining epochs"));
+            return ExitCodes.Interrupted;
+        }
+
         return ExitCodes.Success;
     }
 

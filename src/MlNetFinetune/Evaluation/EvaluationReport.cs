@@ -1,5 +1,6 @@
 using MlNetFinetune.Data;
 using MlNetFinetune.Training;
+using MlNetFinetune.Training.FineTuning;
 
 namespace MlNetFinetune.Evaluation;
 
@@ -37,6 +38,30 @@ public sealed record TrainingSummary(
         candidate.Head.StartsWith(Head, StringComparison.Ordinal) && candidate.L2Regularization == L2Regularization && candidate.EpochsRun > 0;
 }
 
+/// <summary>How the backbone was fine-tuned before the head was fitted on its features.</summary>
+/// <param name="Options">Every fine-tuning option, as <see cref="FineTuneOptions.Describe"/> writes them.</param>
+/// <param name="Stages">Backbone stages trained (from the top).</param>
+/// <param name="Epochs">Epochs asked for.</param>
+/// <param name="BestEpoch">The epoch whose weights the model holds (lowest validation loss); 0 is the head trained
+/// alone on the pretrained network, so the backbone kept its pretrained weights.</param>
+/// <param name="StopReason">"completed", "cancelled", or why it stopped early.</param>
+/// <param name="History">Every finished epoch: losses, accuracies, learning rate, images/s.</param>
+/// <param name="HeadFeatures">The taps of the head trained along with the backbone (the taps at or above the cut).</param>
+/// <param name="CacheSeconds">Time spent running the frozen lower part once over the training and validation images.</param>
+/// <param name="CacheBytes">Memory of the cached frozen maps.</param>
+/// <param name="Resumed">Whether the run continued from a checkpoint (<c>--resume</c>).</param>
+public sealed record FineTuningReport(
+    string Options,
+    int Stages,
+    int Epochs,
+    int BestEpoch,
+    string StopReason,
+    IReadOnlyList<FineTuneEpoch> History,
+    string HeadFeatures,
+    double CacheSeconds,
+    long CacheBytes,
+    bool Resumed);
+
 /// <summary>The held-out evaluation: what report.json and report.md hold.</summary>
 /// <param name="ConfusionMatrix">Rows are true classes, columns predicted classes, both in <paramref name="ClassNames"/> order.</param>
 public sealed record EvaluationReport(
@@ -54,4 +79,7 @@ public sealed record EvaluationReport(
 
     /// <summary>Byte-identical images across training, validation and held-out images; null when not looked for.</summary>
     public DuplicateImages? Duplicates { get; init; }
+
+    /// <summary>The fine-tuning of the backbone (<c>--fine-tune</c>); null when the backbone was used as pretrained.</summary>
+    public FineTuningReport? FineTuning { get; init; }
 }

@@ -49,6 +49,7 @@ public static class HtmlReportWriter
         .card .value.text { font-size: 15px; font-weight: 500; overflow-wrap: anywhere; }
         .card .detail { font-size: 13px; color: #5f6368; }
         .plot { overflow-x: auto; }
+        .curves { display: flex; flex-wrap: wrap; gap: 24px; }
         svg { display: block; max-width: 100%; height: auto; }
         table { border-collapse: collapse; font-variant-numeric: tabular-nums; }
         th, td { padding: 5px 14px; border-bottom: 1px solid #e3e3e3; text-align: right; }
@@ -108,6 +109,11 @@ public static class HtmlReportWriter
             .Append("<p class=\"note\">Precision: share of the images predicted as the class that are of it. Recall: share of the class's images found. F1: their harmonic mean.</p>\n")
             .Append("<div class=\"plot\">").Append(ReportPlots.MetricBars(report.Classes)).Append("</div>\n</section>\n");
 
+        if (report.FineTuning is { } fineTuning)
+        {
+            AppendFineTuning(html, fineTuning);
+        }
+
         AppendHeadCandidates(html, t);
         AppendGallery(html, report, predictions);
 
@@ -139,6 +145,31 @@ public static class HtmlReportWriter
             .ThenBy(p => p.Path, StringComparer.Ordinal)
             .Take(limit)];
 
+    private static void AppendFineTuning(StringBuilder html, FineTuningReport f)
+    {
+        var kept = f.BestEpoch switch
+        {
+            0 => "epoch 0 (the head alone: the backbone keeps its pretrained weights)",
+            < 0 => "none (no epoch had a finite validation loss: the pretrained weights are kept)",
+            _ => Invariant($"epoch {f.BestEpoch}"),
+        };
+        html.Append("<section id=\"fine-tuning\">\n<h2>Fine-tuning</h2>\n")
+            .Append(Invariant($"<p class=\"note\">The top {f.Stages} stage(s) of the backbone trained with a new head on {Encode(f.HeadFeatures)} for up to {f.Epochs} epoch(s), {Encode(f.StopReason)}{(f.Resumed ? " (resumed from a checkpoint)" : "")}; the lowest validation loss was at {Encode(kept)}, whose weights the model holds. The model's head was then fitted on the fine-tuned network's features. Options: <code>{Encode(f.Options)}</code>.</p>\n"))
+            .Append("<div class=\"plot curves\">")
+            .Append(ReportPlots.LearningCurve(f.History, f.BestEpoch, "loss", h => h.TrainLoss, h => h.ValidationLoss))
+            .Append(ReportPlots.LearningCurve(f.History, f.BestEpoch, "accuracy", h => h.TrainAccuracy, h => h.ValidationAccuracy))
+            .Append("</div>\n")
+            .Append("<p class=\"note\">Training figures are measured during the epoch, on augmented images while the weights change; validation figures after it, on images never augmented.</p>\n")
+            .Append("<table>\n<thead><tr><th>epoch</th><th>training loss</th><th>training accuracy</th><th>validation loss</th><th>validation accuracy</th><th>learning rate</th><th>images/s</th><th>seconds</th></tr></thead>\n<tbody>\n");
+        foreach (var e in f.History)
+        {
+            html.Append(e.Epoch == f.BestEpoch ? "<tr class=\"chosen\">" : "<tr>")
+                .Append(Invariant($"<td>{e.Epoch}{(e.Epoch == 0 ? " (head)" : "")}</td><td>{e.TrainLoss:F4}</td><td>{e.TrainAccuracy:F4}</td><td>{e.ValidationLoss:F4}</td><td>{e.ValidationAccuracy:F4}</td><td>{e.LearningRate:G3}</td><td>{e.ImagesPerSecond:F1}</td><td>{e.Seconds:F0}</td>"))
+                .Append("</tr>\n");
+        }
+
+        html.Append("</tbody>\n</table>\n</section>\n");
+    }
     private static void AppendHeadCandidates(StringBuilder html, TrainingSummary t)
     {
         html.Append("<section id=\"head-candidates\">\n<h2>Head candidates</h2>\n");

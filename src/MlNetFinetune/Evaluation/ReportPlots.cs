@@ -1,6 +1,8 @@
 using System.Globalization;
 using System.Xml.Linq;
+using MlNetFinetune.Training.FineTuning;
 using OxyPlot;
+using OxyPlot.Annotations;
 using OxyPlot.Axes;
 using OxyPlot.Legends;
 using OxyPlot.Series;
@@ -163,6 +165,78 @@ internal static class ReportPlots
         }
 
         return Export(model, "bars", "Precision, recall and F1 per class", 480, classes.Count * 48);
+    }
+
+    /// <summary>
+    /// Learning curves of a fine-tuning: one plot of a measure per epoch (loss or accuracy), training against
+    /// validation, with the kept epoch marked. Epoch 0, the head trained alone, is drawn too: it is where the
+    /// backbone's training starts from.
+    /// </summary>
+    public static string LearningCurve(IReadOnlyList<FineTuneEpoch> history, int bestEpoch, string measure,
+        Func<FineTuneEpoch, double> train, Func<FineTuneEpoch, double> validation)
+    {
+        var model = NewModel();
+        model.Legends.Add(new Legend
+        {
+            LegendPlacement = LegendPlacement.Outside,
+            LegendPosition = LegendPosition.TopLeft,
+            LegendOrientation = LegendOrientation.Horizontal,
+            LegendFont = Font,
+            LegendFontSize = FontSize,
+        });
+        var first = history.Count > 0 ? history.Min(h => h.Epoch) : 0;
+        var last = history.Count > 0 ? history.Max(h => h.Epoch) : 1;
+        model.Axes.Add(new LinearAxis
+        {
+            Position = AxisPosition.Bottom,
+            Title = "epoch",
+            Minimum = first - 0.25,
+            Maximum = Math.Max(last, first + 1) + 0.25,
+            MajorStep = Math.Max(1, Math.Ceiling((last - first) / 10.0)),
+            MinorStep = 1,
+            LabelFormatter = v => v.ToString("0", CultureInfo.InvariantCulture),
+        });
+        model.Axes.Add(new LinearAxis
+        {
+            Position = AxisPosition.Left,
+            Title = measure,
+            MajorGridlineStyle = LineStyle.Solid,
+            MajorGridlineColor = s_grid,
+        });
+
+        foreach (var (name, color, value) in new[] { ("training", OxyColor.Parse("#4e79a7"), train), ("validation", OxyColor.Parse("#f28e2b"), validation) })
+        {
+            var series = new LineSeries
+            {
+                Title = name,
+                Color = color,
+                MarkerType = MarkerType.Circle,
+                MarkerSize = 3,
+                MarkerFill = color,
+                StrokeThickness = 2,
+            };
+
+            // A NaN (no validation images, a diverged epoch) breaks the line instead of bending it to zero.
+            series.Points.AddRange(history.Select(h => new DataPoint(h.Epoch, double.IsFinite(value(h)) ? value(h) : double.NaN)));
+            model.Series.Add(series);
+        }
+
+        if (history.Any(h => h.Epoch == bestEpoch))
+        {
+            model.Annotations.Add(new LineAnnotation
+            {
+                Type = LineAnnotationType.Vertical,
+                X = bestEpoch,
+                Color = OxyColor.FromRgb(0x59, 0xa1, 0x4f),
+                LineStyle = LineStyle.Dash,
+                Text = "kept",
+                TextColor = s_ink,
+                FontSize = 11,
+            });
+        }
+
+        var cssClass = "curve-" + new string([.. measure.Where(char.IsAsciiLetter)]);
+        return Export(model, cssClass, $"{measure} per epoch, training and validation", 420, 240);
     }
 
     private static PlotModel NewModel() => new()

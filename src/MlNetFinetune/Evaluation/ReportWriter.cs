@@ -17,6 +17,9 @@ public static class ReportWriter
         WriteIndented = true,
         DefaultIgnoreCondition = JsonIgnoreCondition.WhenWritingNull,
 
+        // A fine-tuning epoch without validation images, or one that diverged, has NaN scores.
+        NumberHandling = JsonNumberHandling.AllowNamedFloatingPointLiterals,
+
         // Reports are read by people too: keep '+' in "s3g2+s4" and non-ASCII class names as they are.
         Encoder = System.Text.Encodings.Web.JavaScriptEncoder.UnsafeRelaxedJsonEscaping,
     };
@@ -89,6 +92,21 @@ public static class ReportWriter
         for (var i = 0; i < report.ClassNames.Count; i++)
         {
             md.AppendLine($"| {Cell(report.ClassNames[i])} | " + string.Join(" | ", report.ConfusionMatrix[i]) + " |");
+        }
+
+        if (report.FineTuning is { } f)
+        {
+            md.AppendLine();
+            md.AppendLine("## Fine-tuning");
+            md.AppendLine();
+            md.AppendLine(Invariant($"Top {f.Stages} stage(s) trained, head on {f.HeadFeatures}, {f.StopReason}{(f.Resumed ? " (resumed)" : "")}; kept epoch {f.BestEpoch} (lowest validation loss). Options: `{f.Options}`."));
+            md.AppendLine();
+            md.AppendLine("| epoch | training loss | training accuracy | validation loss | validation accuracy | learning rate | images/s | seconds |");
+            md.AppendLine("| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |");
+            foreach (var e in f.History)
+            {
+                md.AppendLine(Invariant($"| {e.Epoch}{(e.Epoch == f.BestEpoch ? " (kept)" : "")} | {e.TrainLoss:F4} | {e.TrainAccuracy:F4} | {e.ValidationLoss:F4} | {e.ValidationAccuracy:F4} | {e.LearningRate:G3} | {e.ImagesPerSecond:F1} | {e.Seconds:F0} |"));
+            }
         }
 
         if (t.HeadCandidates.Count > 0)

@@ -7,6 +7,14 @@ namespace MlNetFinetune.Prediction;
 /// <summary>Held-out figures recorded in the manifest.</summary>
 public sealed record ManifestMetrics(double MicroAccuracy, double MacroAccuracy, double LogLoss, int HeldOutImages);
 
+/// <summary>Recorded in the manifest of a model whose backbone was fine-tuned.</summary>
+/// <param name="Stages">Backbone stages trained (from the top).</param>
+/// <param name="Epochs">Epochs asked for.</param>
+/// <param name="EpochsRun">Epochs finished (fewer after early stopping or Ctrl+C).</param>
+/// <param name="BestEpoch">The epoch whose weights the backbone graph holds (0: the pretrained weights kept).</param>
+/// <param name="StopReason">"completed", "cancelled", or why it stopped early.</param>
+public sealed record ManifestFineTuning(int Stages, int Epochs, int EpochsRun, int BestEpoch, string StopReason);
+
 /// <summary>
 /// What a consumer of model.zip must know, stored inside the zip next to ML.NET's own entries: the classes in score
 /// order, the backbone and its input size, the feature options, the format version and the held-out metrics.
@@ -23,6 +31,12 @@ public sealed record ModelManifest(
     float L2Regularization,
     ManifestMetrics HeldOut)
 {
+    /// <summary>
+    /// Set when the backbone graph inside holds fine-tuned weights (<c>--fine-tune</c>); null for the pretrained
+    /// backbone. Readers need nothing else: the fine-tuned graph has the pretrained one's inputs and outputs.
+    /// </summary>
+    public ManifestFineTuning? FineTuning { get; init; }
+
     /// <summary>The format this build writes and the newest it reads.</summary>
     public const int CurrentFormatVersion = 1;
 

@@ -5,6 +5,7 @@ using MlNetFinetune.Backbones;
 using MlNetFinetune.Data;
 using MlNetFinetune.Evaluation;
 using MlNetFinetune.Pipeline;
+using MlNetFinetune.Training.FineTuning;
 
 namespace MlNetFinetune.Training;
 
@@ -19,13 +20,18 @@ public sealed record TrainingResult(
     EvaluationReport Report,
     IReadOnlyList<HeldOutPrediction> HeldOutPredictions,
     FeaturizationResult Featurization,
-    IBackbone Backbone);
+    IBackbone Backbone)
+{
+    /// <summary>Whether Ctrl+C stopped the fine-tuning: the model holds the best epoch finished before it.</summary>
+    public bool FineTuningInterrupted => Report.FineTuning?.StopReason == FineTuner.Cancelled;
+}
 
 /// <summary>
-/// Trains an image classifier in six steps: scan and split the folders, featurize every image once into the
-/// bottleneck cache, fit the head on cached features, compose the fitted featurizer and head into one ML.NET model and
+/// Trains an image classifier in six steps: scan and split the folders, (with <see cref="TrainingOptions.FineTune"/>,
+/// fine-tune the backbone,) featurize every image once into the bottleneck cache, fit the head on cached features, compose the fitted featurizer and head into one ML.NET model and
 /// save it, and evaluate on the held-out images. Cancelling stops it between or inside steps (an
-/// <see cref="OperationCanceledException"/>), never with half a file written.
+/// <see cref="OperationCanceledException"/>), never with half a file written; cancelling a fine-tuning after its first
+/// epoch instead finishes the model with the best epoch so far, no longer cancellable.
 /// </summary>
 public sealed class ImageClassifierTrainer(TrainingOptions options)
 {
@@ -40,6 +46,18 @@ public sealed class ImageClassifierTrainer(TrainingOptions options)
         log(images.Describe());
         var backbone = ResolveBackbone(images.Data, log);
         var workspace = options.Workspace ?? TrainingOptions.DefaultWorkspace;
+        FineTuningReport? fineTuning = null;
+        if (options.FineTune is not null)
+        {
+            (backbone, fineTuning) = BackboneFineTuning.Run(options, images, (ResNet18Backbone)backbone, workspace, log, cancellation);
+            if (fineTuning.StopReason == FineTuner.Cancelled)
+            {
+                log(string.Create(CultureInfo.InvariantCulture,
+                    $"interrupted: fine-tuning stopped; the model is finished with the best epoch so far ({fineTuning.BestEpoch}); press Ctrl+C again to stop without saving it"));
+                cancellation = CancellationToken.None;
+            }
+        }
+
         using var store = FeatureStore.Open(ml, workspace, backbone, options.Featurization);
         var corrupt = store.CorruptCount > 0 ? string.Create(CultureInfo.InvariantCulture, $", {store.CorruptCount} corrupt record(s) dropped, their images recomputed") : "";
         log(string.Create(CultureInfo.InvariantCulture, $"Bottleneck cache {store.Directory}: {store.LoadedCount} feature vectors on disk{corrupt}"));
@@ -87,6 +105,7 @@ public sealed class ImageClassifierTrainer(TrainingOptions options)
         {
             Ignored = images.Ignored,
             Duplicates = duplicates,
+            FineTuning = fineTuning,
         };
 
         var modelPath = Path.Combine(options.OutputFolder, TrainingOptions.ModelFileName);

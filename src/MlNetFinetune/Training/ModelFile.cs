@@ -25,7 +25,12 @@ internal static class ModelFile
             backbone.FeatureSize,
             head.Name,
             head.L2Regularization,
-            new ManifestMetrics(report.MicroAccuracy, report.MacroAccuracy, report.LogLoss, report.Training.HeldOutImages));
+            new ManifestMetrics(report.MicroAccuracy, report.MacroAccuracy, report.LogLoss, report.Training.HeldOutImages))
+        {
+            FineTuning = report.FineTuning is { } f
+                ? new ManifestFineTuning(f.Stages, f.Epochs, f.History.Count(h => h.Epoch > 0), f.BestEpoch, f.StopReason)
+                : null,
+        };
         var inputs = ml.Data.LoadFromEnumerable(Array.Empty<ImageInput>());
         cancellation.ThrowIfCancellationRequested();
         AtomicFile.Write(modelPath, temporary =>

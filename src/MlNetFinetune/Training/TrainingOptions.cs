@@ -57,6 +57,15 @@ public sealed record TrainingOptions(
     /// <summary>How the backbone runs over the images.</summary>
     public FeaturizationOptions Featurization { get; init; } = new();
 
+    /// <summary>
+    /// Fine-tunes the top stages of the built-in backbone on the training images before the head is fitted on its
+    /// features (<c>--fine-tune</c>); null uses the pretrained backbone as it is.
+    /// </summary>
+    public FineTuning.FineTuneOptions? FineTune { get; init; }
+
+    /// <summary>Continues an interrupted fine-tuning from the checkpoint of its last finished epoch in the workspace.</summary>
+    public bool Resume { get; init; }
+
     /// <summary>File name of the saved model in <see cref="OutputFolder"/>.</summary>
     public const string ModelFileName = "model.zip";
 
@@ -103,6 +112,19 @@ public sealed record TrainingOptions(
 
         Head.Validate();
         Featurization.Validate();
+        if (FineTune is not null)
+        {
+            if (!BuiltInBackbone)
+            {
+                throw new UserInputException($"--fine-tune: only the built-in {BuiltInBackboneName} backbone can be fine-tuned, not {Backbone}");
+            }
+
+            FineTune.Validate();
+        }
+        else if (Resume)
+        {
+            throw new UserInputException("--resume: continues an interrupted --fine-tune; give --fine-tune and the same options as that run");
+        }
     }
 
     /// <summary>$XDG_CACHE_HOME/mlnetfinetune, else ~/.cache/mlnetfinetune: features are keyed by content, so one cache serves every data set.</summary>

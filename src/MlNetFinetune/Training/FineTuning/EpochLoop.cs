@@ -15,7 +15,7 @@ internal sealed class EpochLoop(FineTuneOptions options, TrainStepSession sessio
     private readonly long[] _labels = new long[options.BatchSize];
 
     /// <summary>Trains epoch <paramref name="epoch"/> (0-based); null when cancelled before it finished.</summary>
-    public (double Loss, float LearningRate, double ImagesPerSecond)? Train(int epoch, IProgress<FineTuneProgress>? progress, CancellationToken cancellation, string phase = "training")
+    public (double Loss, double Accuracy, float LearningRate, double ImagesPerSecond)? Train(int epoch, IProgress<FineTuneProgress>? progress, CancellationToken cancellation, string phase = "training")
     {
         var random = new Random(unchecked((options.Seed * 1_000_003) + epoch));
         var order = Enumerable.Range(0, store.Count).ToArray();
@@ -23,6 +23,7 @@ internal sealed class EpochLoop(FineTuneOptions options, TrainStepSession sessio
         var steps = (store.Count + options.BatchSize - 1) / options.BatchSize;
         var clock = Stopwatch.StartNew();
         double loss = 0;
+        var correct = 0;
         var learningRate = 0f;
         for (var step = 0; step < steps; step++)
         {
@@ -53,10 +54,11 @@ internal sealed class EpochLoop(FineTuneOptions options, TrainStepSession sessio
 
             learningRate = options.LearningRateAt(epoch, step, steps);
             loss += session.Step(_batch, _labels, count, learningRate, learningRate * options.HeadLearningRateMultiple) * count;
+            correct += session.LastCorrect;
             progress?.Report(new FineTuneProgress(phase, epoch + 1, start + count, store.Count, (start + count) / clock.Elapsed.TotalSeconds));
         }
 
-        return (loss / store.Count, learningRate, store.Count / clock.Elapsed.TotalSeconds);
+        return (loss / store.Count, (double)correct / store.Count, learningRate, store.Count / clock.Elapsed.TotalSeconds);
     }
 
     /// <summary>Mean loss and accuracy of the current weights on <paramref name="validation"/> (as cached, never augmented); NaN without images.</summary>

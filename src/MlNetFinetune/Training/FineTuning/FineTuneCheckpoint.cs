@@ -1,6 +1,7 @@
 using System.Runtime.InteropServices;
 using System.Text;
 using System.Text.Json;
+using System.Text.Json.Serialization;
 
 namespace MlNetFinetune.Training.FineTuning;
 
@@ -14,7 +15,10 @@ internal sealed class FineTuneCheckpoint
 {
     public const string FileName = "finetune-checkpoint.bin";
 
-    private const string Magic = "MLNETFINETUNE-CHECKPOINT-1";
+    private const string Magic = "MLNETFINETUNE-CHECKPOINT-2";
+
+    /// <summary>A diverged epoch's loss is NaN, and a run without validation images has NaN validation scores.</summary>
+    private static readonly JsonSerializerOptions s_json = new() { NumberHandling = JsonNumberHandling.AllowNamedFloatingPointLiterals };
 
     public required string Options { get; init; }
 
@@ -43,7 +47,7 @@ internal sealed class FineTuneCheckpoint
             writer.Write(Data);
             writer.Write(BestEpoch);
             writer.Write(StopReason ?? "");
-            writer.Write(JsonSerializer.Serialize(History));
+            writer.Write(JsonSerializer.Serialize(History, s_json));
             writer.Write(Weights.Count);
             foreach (var (name, weights) in Weights)
             {
@@ -76,7 +80,7 @@ internal sealed class FineTuneCheckpoint
             var data = reader.ReadString();
             var best = reader.ReadInt32();
             var stop = reader.ReadString();
-            var history = JsonSerializer.Deserialize<List<FineTuneEpoch>>(reader.ReadString()) ?? [];
+            var history = JsonSerializer.Deserialize<List<FineTuneEpoch>>(reader.ReadString(), s_json) ?? [];
             var count = reader.ReadInt32();
             var weights = new Dictionary<string, float[]>(StringComparer.Ordinal);
             var momenta = new Dictionary<string, float[]>(StringComparer.Ordinal);

@@ -31,7 +31,11 @@ public enum Augmentation
     FlipShift,
 }
 
-/// <summary>How the backbone is fine-tuned: the top stages and a new softmax head trained by SGD with momentum.</summary>
+/// <summary>
+/// How the backbone is fine-tuned: the top stages and a new softmax head trained by SGD with momentum. The defaults
+/// are the settings measured on a 10,000-image Fashion-MNIST subset (README, "Fine-tuning"): a rate of 0.01 diverged
+/// there, 0.002 with a cosine schedule and flips beat the frozen backbone in 5 epochs.
+/// </summary>
 /// <param name="Stages">How many of the backbone's 4 stages train (from the top); the stem and the stages below stay frozen and run once per image.</param>
 /// <param name="Epochs">Passes over the training images.</param>
 /// <param name="BatchSize">Images per SGD step.</param>
@@ -48,9 +52,9 @@ public enum Augmentation
 /// with a random head.</param>
 public sealed record FineTuneOptions(
     int Stages = 2,
-    int Epochs = 10,
+    int Epochs = 5,
     int BatchSize = 64,
-    float LearningRate = 0.01f,
+    float LearningRate = 0.002f,
     float HeadLearningRateMultiple = 10,
     LearningRateSchedule Schedule = LearningRateSchedule.Cosine,
     float WeightDecay = 5e-4f,
@@ -77,12 +81,12 @@ public sealed record FineTuneOptions(
 
         if (BatchSize < 1)
         {
-            throw new UserInputException($"--batch-size {BatchSize}: must be at least 1");
+            throw new UserInputException($"--fine-tune-batch-size {BatchSize}: must be at least 1");
         }
 
         if (!(LearningRate > 0) || float.IsInfinity(LearningRate))
         {
-            throw new UserInputException($"--learning-rate {Text(LearningRate)}: must be a positive number, e.g. 0.01");
+            throw new UserInputException($"--learning-rate {Text(LearningRate)}: must be a positive number, e.g. 0.002");
         }
 
         if (!(HeadLearningRateMultiple > 0) || float.IsInfinity(HeadLearningRateMultiple))

@@ -9,12 +9,13 @@ public readonly record struct LabelledPixels(float[] Pixels, int Label);
 /// <summary>What a finished fine-tuning epoch measured.</summary>
 /// <param name="Epoch">1-based; 0 is the head trained alone on the pretrained network (<see cref="FineTuneOptions.HeadEpochs"/>).</param>
 /// <param name="TrainLoss">Mean cross-entropy over the epoch's training steps (augmented images, weights changing along the way).</param>
+/// <param name="TrainAccuracy">Share of the epoch's training images classified right at their step, before its update (augmented, weights changing).</param>
 /// <param name="ValidationLoss">Mean cross-entropy on the validation images after the epoch; NaN without validation images.</param>
 /// <param name="ValidationAccuracy">Share of validation images classified right after the epoch; NaN without validation images.</param>
 /// <param name="LearningRate">The backbone's learning rate at the epoch's last step (the head's is that times the multiple); for epoch 0 the head's starting rate.</param>
 /// <param name="ImagesPerSecond">Training images per second of the epoch's training steps.</param>
 /// <param name="Seconds">Wall time of the epoch, validation included.</param>
-public sealed record FineTuneEpoch(int Epoch, double TrainLoss, double ValidationLoss, double ValidationAccuracy, double LearningRate, double ImagesPerSecond, double Seconds);
+public sealed record FineTuneEpoch(int Epoch, double TrainLoss, double TrainAccuracy, double ValidationLoss, double ValidationAccuracy, double LearningRate, double ImagesPerSecond, double Seconds);
 
 /// <summary>Where a fine-tuning run is (for a progress display).</summary>
 /// <param name="Phase">"caching" (the frozen part runs over the images), "training" or "validating".</param>

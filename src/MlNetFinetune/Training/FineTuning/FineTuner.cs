@@ -172,7 +172,7 @@ public sealed class FineTuner
             var probe = HeadProbe.Train(session, train, _options, classCount, mean, scale, progress, cancellation);
             cancellation.ThrowIfCancellationRequested();
             var (loss0, accuracy0) = EpochLoop.Validate(session, valid, 0, progress);
-            Finish(new FineTuneEpoch(0, probe!.Value, loss0, accuracy0, _options.LearningRate * _options.HeadLearningRateMultiple,
+            Finish(new FineTuneEpoch(0, probe!.Value.Loss, probe.Value.Accuracy, loss0, accuracy0, _options.LearningRate * _options.HeadLearningRateMultiple,
                 train.Count / clock0.Elapsed.TotalSeconds, clock0.Elapsed.TotalSeconds));
         }
 
@@ -194,7 +194,7 @@ public sealed class FineTuner
             }
 
             var (validationLoss, accuracy) = EpochLoop.Validate(session, valid, epoch + 1, progress);
-            Finish(new FineTuneEpoch(epoch + 1, trained.Value.Loss, validationLoss, accuracy, trained.Value.LearningRate,
+            Finish(new FineTuneEpoch(epoch + 1, trained.Value.Loss, trained.Value.Accuracy, validationLoss, accuracy, trained.Value.LearningRate,
                 trained.Value.ImagesPerSecond, epochClock.Elapsed.TotalSeconds));
         }
 

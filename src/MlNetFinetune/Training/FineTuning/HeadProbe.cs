@@ -15,10 +15,10 @@ internal static class HeadProbe
 
     /// <summary>
     /// Trains the head of <paramref name="session"/> for <see cref="FineTuneOptions.HeadEpochs"/> epochs at the head's
-    /// learning rate (same schedule shape) and writes it back, momenta cleared; returns the last epoch's training loss,
-    /// or null when cancelled.
+    /// learning rate (same schedule shape) and writes it back, momenta cleared; returns the last epoch's training loss
+    /// and accuracy, or null when cancelled.
     /// </summary>
-    public static double? Train(TrainStepSession session, FeatureMapStore train, FineTuneOptions options, int classes,
+    public static (double Loss, double Accuracy)? Train(TrainStepSession session, FeatureMapStore train, FineTuneOptions options, int classes,
         float[] mean, float[] scale, IProgress<FineTuneProgress>? progress, CancellationToken cancellation)
     {
         var shape = new MapShape(1, 1, mean.Length);
@@ -58,14 +58,15 @@ internal static class HeadProbe
             HeadLearningRateMultiple = 1,
         };
         var loop = new EpochLoop(headOptions, head, features);
-        double? last = null;
+        (double Loss, double Accuracy)? last = null;
         for (var epoch = 0; epoch < options.HeadEpochs; epoch++)
         {
-            last = loop.Train(epoch, progress, cancellation, "training head")?.Loss;
-            if (last is null)
+            if (loop.Train(epoch, progress, cancellation, "training head") is not { } trained)
             {
                 return null;
             }
+
+            last = (trained.Loss, trained.Accuracy);
         }
 
         var updated = session.Weights.ToDictionary(p => p.Key, p => (float[])p.Value.Clone(), StringComparer.Ordinal);

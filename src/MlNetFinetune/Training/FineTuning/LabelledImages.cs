@@ -10,10 +10,10 @@ public static class LabelledImages
 {
     /// <summary>
     /// Decodes, resizes and extracts each file lazily, in order, on <paramref name="workers"/> threads (0: the number of
-    /// cores), keeping at most a few batches of pixels in memory. A file that cannot be decoded throws
-    /// <see cref="InvalidDataException"/> naming it: filter unreadable files out before fine-tuning.
+    /// cores), keeping at most a few batches of pixels in memory. A file that <see cref="ImageDecoder"/> refuses is
+    /// left out (the featurization that follows fine-tuning reports it with its reason).
     /// </summary>
-    public static IEnumerable<LabelledPixels> FromFiles(MLContext ml, IReadOnlyList<(string Path, int Label)> files, int imageSize, int workers = 0)
+    public static IEnumerable<LabelledPixels> FromFiles(MLContext ml, IReadOnlyList<(string Path, int Label)> files, int imageSize, int workers = 0, ImageLimits? limits = null)
     {
         var empty = ml.Data.LoadFromEnumerable(Array.Empty<ImageInput>());
         var transformer = ImageClassificationChain.ImageToPixels(ml, imageSize).Fit(empty);
@@ -29,10 +29,17 @@ public static class LabelledImages
                 Parallel.For(0, block.Length, new ParallelOptions { MaxDegreeOfParallelism = threads }, i =>
                 {
                     var (path, label) = files[start + i];
-                    using var image = ImageDecoder.DecodeFile(path);
-                    block[i] = new LabelledPixels(engines.Value!.Predict(new ImageInput { Image = image }).Pixels, label);
+                    try
+                    {
+                        using var image = ImageDecoder.DecodeFile(path, limits);
+                        block[i] = new LabelledPixels(engines.Value!.Predict(new ImageInput { Image = image }).Pixels, label);
+                    }
+                    catch (InvalidImageException)
+                    {
+                        block[i] = default;
+                    }
                 });
-                foreach (var item in block)
+                foreach (var item in block.Where(b => b.Pixels is not null))
                 {
                     yield return item;
                 }

@@ -23,6 +23,7 @@ internal sealed class TrainStepSession : IDisposable
     private readonly float[] _learningRate = [0];
     private readonly float[] _headLearningRate = [0];
     private readonly float[] _loss = [0];
+    private readonly float[] _correct = [0];
     private readonly float[] _featureMean;
     private readonly float[] _featureScale;
     private readonly RunOptions _runOptions = new();
@@ -98,6 +99,9 @@ internal sealed class TrainStepSession : IDisposable
             }
         }
     }
+
+    /// <summary>Images of the last <see cref="Step"/>'s batch the weights before the step classified right.</summary>
+    public int LastCorrect => (int)_correct[0];
 
     /// <summary>One SGD step on <paramref name="count"/> maps; returns the batch's mean loss before the step.</summary>
     public float Step(Array maps, long[] labels, int count, float learningRate, float headLearningRate)
@@ -198,6 +202,7 @@ internal sealed class TrainStepSession : IDisposable
         binding.BindInput(TrainingGraphBuilder.LearningRate, Value(_learningRate, []));
         binding.BindInput(TrainingGraphBuilder.HeadLearningRate, Value(_headLearningRate, []));
         binding.BindOutput(TrainingGraphBuilder.Loss, Value(_loss, []));
+        binding.BindOutput(TrainingGraphBuilder.Correct, Value(_correct, []));
         binding.BindInput(TrainingGraphBuilder.FeatureMean, Value(_featureMean, [_featureMean.Length]));
         binding.BindInput(TrainingGraphBuilder.FeatureScale, Value(_featureScale, [_featureScale.Length]));
         for (var i = 0; i < _names.Count; i++)

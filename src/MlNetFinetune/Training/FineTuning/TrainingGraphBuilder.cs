@@ -36,6 +36,7 @@ internal sealed partial class TrainingGraphBuilder
     public const string LearningRate = "learning_rate";
     public const string HeadLearningRate = "head_learning_rate";
     public const string Loss = "loss";
+    public const string Correct = "correct";
     public const string ImageLosses = "image_losses";
     public const string Logits = "logits";
     public const string HeadFeatures = "head_features";
@@ -130,6 +131,10 @@ internal sealed partial class TrainingGraphBuilder
         }
 
         Output(Op("ReduceMean", [imageLosses], IntAttribute("keepdims", 0)), Loss);
+
+        // Right answers in the batch before the step, for the epoch's training accuracy (ties go to the first class, as in validation).
+        var predicted = Op("ArgMax", [logits], IntAttribute("axis", 1), IntAttribute("keepdims", 0));
+        Output(Op("ReduceSum", [Op("Cast", [Op("Equal", [predicted, Labels])], IntAttribute("to", FloatType))], IntAttribute("keepdims", 0)), Correct);
         _graph.Input.Add(TensorValue(LearningRate, FloatType));
         _graph.Input.Add(TensorValue(HeadLearningRate, FloatType));
 
