@@ -193,7 +193,7 @@ internal static class ReportPlots
             Minimum = first - 0.25,
             Maximum = Math.Max(last, first + 1) + 0.25,
             MajorStep = Math.Max(1, Math.Ceiling((last - first) / 10.0)),
-            MinorStep = 1,
+            MinorTickSize = 0,
             LabelFormatter = v => v.ToString("0", CultureInfo.InvariantCulture),
         });
         model.Axes.Add(new LinearAxis
@@ -202,6 +202,11 @@ internal static class ReportPlots
             Title = measure,
             MajorGridlineStyle = LineStyle.Solid,
             MajorGridlineColor = s_grid,
+            MinorTickSize = 0,
+
+            // Room above and below, so that the highest and lowest points are not drawn on the frame.
+            MinimumPadding = 0.08,
+            MaximumPadding = 0.12,
         });
 
         foreach (var (name, color, value) in new[] { ("training", OxyColor.Parse("#4e79a7"), train), ("validation", OxyColor.Parse("#f28e2b"), validation) })
@@ -232,6 +237,8 @@ internal static class ReportPlots
                 Text = "kept",
                 TextColor = s_ink,
                 FontSize = 11,
+                TextOrientation = AnnotationTextOrientation.Horizontal,
+                TextHorizontalAlignment = HorizontalAlignment.Right,
             });
         }
 
