@@ -6,9 +6,9 @@ public sealed class FineTuneOptionsTests
 {
     [Theory]
     [InlineData("epochs", "--epochs 0: must be at least 1")]
-    [InlineData("learning-rate", "--learning-rate -1: must be a positive number, e.g. 0.01")]
+    [InlineData("learning-rate", "--learning-rate -1: must be a positive number, e.g. 0.002")]
     [InlineData("stages", "--fine-tune-stages 5: must be 1 to 4 (the backbone has 4 stages)")]
-    [InlineData("batch", "--batch-size 0: must be at least 1")]
+    [InlineData("batch", "--fine-tune-batch-size 0: must be at least 1")]
     [InlineData("momentum", "--momentum 1: must be at least 0 and below 1, e.g. 0.9")]
     [InlineData("weight-decay", "--weight-decay NaN: must be 0 or a positive number, e.g. 0.0005")]
     public void BadValuesGetOneLineNamingTheOption(string option, string message)

@@ -46,7 +46,7 @@ internal static class BackboneFineTuning
             {
                 lastProgress.Restart();
                 log(string.Create(CultureInfo.InvariantCulture,
-                    $"  {p.Phase}{(p.Epoch > 0 ? $" epoch {p.Epoch}" : "")}: {p.Done}/{p.Total} images, {p.ImagesPerSecond:F1} images/s"));
+                    $"  {p.Phase}{(p.Epoch > 0 ? $" epoch {p.Epoch}" : "")}: {p.Done}{(p.Total > 0 ? $"/{p.Total}" : "")} images, {p.ImagesPerSecond:F1} images/s"));
             }
         });
         var epochs = new SynchronousProgress<FineTuneEpoch>(e => log(DescribeEpoch(e, fineTune.Epochs)));

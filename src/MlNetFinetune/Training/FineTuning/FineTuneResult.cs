@@ -21,7 +21,7 @@ public sealed record FineTuneEpoch(int Epoch, double TrainLoss, double TrainAccu
 /// <param name="Phase">"caching" (the frozen part runs over the images), "training" or "validating".</param>
 /// <param name="Epoch">1-based epoch; 0 while caching.</param>
 /// <param name="Done">Images done in this phase.</param>
-/// <param name="Total">Images in this phase.</param>
+/// <param name="Total">Images in this phase; 0 when not known ahead (caching images decoded on the fly).</param>
 /// <param name="ImagesPerSecond">Speed of this phase so far.</param>
 public sealed record FineTuneProgress(string Phase, int Epoch, int Done, int Total, double ImagesPerSecond);
 

@@ -49,7 +49,7 @@ internal static class FrozenPass
             }
 
             batch.Clear();
-            progress?.Report(new FineTuneProgress(phase, 0, store.Count, Math.Max(total, store.Count), store.Count / clock.Elapsed.TotalSeconds));
+            progress?.Report(new FineTuneProgress(phase, 0, store.Count, total, store.Count / clock.Elapsed.TotalSeconds));
         }
 
         foreach (var image in images)
