@@ -23,6 +23,11 @@ public static class ReportConsole
 
         console.WriteLine(string.Create(CultureInfo.InvariantCulture,
             $"{t.HeldOutImages} held-out images ({t.HeldOutSource}); trained on {t.TrainImages} + {t.ValidationImages} validation; {t.Backbone}, head {t.Head}, L2 = {t.L2Regularization}"));
+        if (report.FineTuning is { } f)
+        {
+            console.WriteLine(string.Create(CultureInfo.InvariantCulture,
+                $"backbone fine-tuned: top {f.Stages} stage(s), {f.History.Count(h => h.Epoch > 0)} of {f.Epochs} epoch(s) run ({f.StopReason}), the weights of epoch {f.BestEpoch} kept"));
+        }
 
         var summary = new Table().AddColumns("metric", "value");
         summary.AddRow("accuracy (micro)", F(report.MicroAccuracy, 4));

@@ -239,6 +239,11 @@ public static class TrainerCommandLine
 
     private static int FeaturizeShard(TrainingOptions options, ShardSpec shard, IAnsiConsole console, TextWriter error, CancellationToken interrupt)
     {
+        if (options.FineTune is not null)
+        {
+            throw new UserInputException("--shard: shards featurize with the pretrained backbone, which --fine-tune replaces; fine-tune without --shard");
+        }
+
         try
         {
             var trainer = new ImageClassifierTrainer(options);
