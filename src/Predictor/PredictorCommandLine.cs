@@ -39,8 +39,9 @@ public static class PredictorCommandLine
         var top = new Option<int>("--top") { Description = "How many classes to list per image", DefaultValueFactory = _ => 3 };
         var json = new Option<bool>("--json") { Description = "One JSON object per image (JSON lines) instead of text" };
         var file = new Option<string?>("--output") { Description = "Write the results to this .csv or .jsonl file and show progress instead of printing them" };
+        var explain = new Option<string?>("--explain") { Description = "Also write one PNG per image into this folder: the image, where the model looked (occlusion heat map), the top classes" };
         var inputs = new Argument<string[]>("images") { Description = "Image files or folders (searched recursively)", Arity = ArgumentArity.OneOrMore };
-        var root = new RootCommand("Classifies images with a model trained by MlNetFinetune.") { model, top, json, file, inputs, BuildServe(output, error) };
+        var root = new RootCommand("Classifies images with a model trained by MlNetFinetune.") { model, top, json, file, explain, inputs, BuildServe(output, error) };
         top.Validators.Add(result =>
         {
             if (result.GetValueOrDefault<int>() < 1)
@@ -48,8 +49,9 @@ public static class PredictorCommandLine
                 result.AddError("--top must be at least 1");
             }
         });
-        root.SetAction(parse => Predict(
-            parse.GetValue(model)!, parse.GetValue(inputs)!, parse.GetValue(top), parse.GetValue(json), parse.GetValue(file), output, error, errorIsTerminal));
+        root.SetAction(parse => parse.GetValue(explain) is string folder
+            ? Explain(parse.GetValue(model)!, parse.GetValue(inputs)!, parse.GetValue(top), parse.GetValue(json), parse.GetValue(file), folder, output, error)
+            : Predict(parse.GetValue(model)!, parse.GetValue(inputs)!, parse.GetValue(top), parse.GetValue(json), parse.GetValue(file), output, error, errorIsTerminal));
         return root;
     }
 
@@ -101,6 +103,21 @@ public static class PredictorCommandLine
                 }
             }
 
+            return failed == 0 ? Success : UserError;
+        });
+
+    /// <summary>Classifies and explains every image under <paramref name="inputs"/>, one PNG each into <paramref name="folder"/>.</summary>
+    private static int Explain(string modelPath, IReadOnlyList<string> inputs, int top, bool json, string? outputFile, string folder, TextWriter output, TextWriter error) =>
+        Guard(error, () =>
+        {
+            if (outputFile is not null)
+            {
+                throw new UserInputException($"--explain {folder} with --output {outputFile}: explanations print their results; use one of the two");
+            }
+
+            var files = ExpandInputs(inputs);
+            using var classifier = ImageClassifier.Load(modelPath);
+            var failed = ExplainedImages.Write(classifier, files, top, json ? ResultFormat.JsonLines : ResultFormat.Text, folder, output, error);
             return failed == 0 ? Success : UserError;
         });
 

@@ -154,10 +154,49 @@ public sealed class ImageClassifier : IDisposable
         }
     }
 
+    /// <summary>
+    /// Explains what the model predicts for an encoded image and where it looked (<see cref="ModelExplainer"/>), under
+    /// the same concurrency limit as <see cref="Predict(MLImage, int)"/>. The explainer is loaded from
+    /// <see cref="ModelPath"/> on first use; throws <see cref="UserInputException"/> when that file has changed since
+    /// this classifier loaded it, and <see cref="InvalidDataException"/> naming <paramref name="source"/> when the image
+    /// cannot be decoded.
+    /// </summary>
+    public Explanations.Explanation Explain(byte[] encoded, string source = "image", int top = 3)
+    {
+        using var image = ImageDecoder.Decode(encoded, source);
+        var explainer = LazyInitializer.EnsureInitialized(ref _explainer, ref _explainerLock, LoadExplainer);
+        _gate.Wait();
+        try
+        {
+            return explainer.Explain(image, top);
+        }
+        finally
+        {
+            _gate.Release();
+        }
+    }
+
+    private Explanations.ModelExplainer? _explainer;
+    private object? _explainerLock;
+
+    private Explanations.ModelExplainer LoadExplainer()
+    {
+        var explainer = Explanations.ModelExplainer.Load(ModelPath);
+        var json = System.Text.Json.JsonSerializer.Serialize(Manifest, Evaluation.ReportWriter.JsonOptions);
+        if (json != System.Text.Json.JsonSerializer.Serialize(explainer.Manifest, Evaluation.ReportWriter.JsonOptions))
+        {
+            explainer.Dispose();
+            throw new UserInputException($"{ModelPath}: the model file changed after it was loaded; restart to explain the new model");
+        }
+
+        return explainer;
+    }
+
     public void Dispose()
     {
         _policy.Dispose();
         _gate.Dispose();
+        _explainer?.Dispose();
     }
 
     /// <summary>The class names ML.NET keeps with the score column (its slot names, from the training labels' key values).</summary>

@@ -68,6 +68,7 @@ public static class PredictionServer
         app.MapPost("/predict", endpoints.PredictAsync);
         app.MapGet("/health", () => Results.Json(new { status = "ok" }));
         app.MapGet("/model", endpoints.Model);
+        app.MapPost("/explain", ActivatorUtilities.CreateInstance<ExplainEndpoint>(app.Services).ExplainAsync);
         app.MapFallback(() => PredictionEndpoints.Error(StatusCodes.Status404NotFound, "no such endpoint; use POST /predict, GET /health or GET /model"));
         return app;
     }
