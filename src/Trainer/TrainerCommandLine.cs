@@ -29,6 +29,11 @@ public static class TrainerCommandLine
     private static readonly Option<string> s_head = new("--head") { Description = "softmax: L2 search of the softmax head; auto: also SDCA and LightGBM heads, on the validation split", DefaultValueFactory = _ => HeadOptions.SoftmaxSearch };
     private static readonly Option<double> s_searchMinutes = new("--search-minutes") { Description = "Time budget of the head search", DefaultValueFactory = _ => 10 };
     private static readonly Option<int> s_batch = new("--batch-size") { Description = "Images per backbone call", DefaultValueFactory = _ => new FeaturizationOptions().BatchSize };
+    private static readonly Option<string> s_labelErrors = new("--find-label-errors")
+    {
+        Description = $"Search the training images for wrong labels by out-of-fold predictions: on, off, or auto (when training images x features is at most {Explanations.ExplanationOptions.LabelErrorSearchLimit / 1_000_000} million)",
+        DefaultValueFactory = _ => "auto",
+    };
     private static readonly Option<int?> s_gpu = new("--gpu") { Description = "Run the backbone on this CUDA device, 0 when no number is given (falls back to the CPU with a message)", Arity = ArgumentArity.ZeroOrOne };
 
     /// <summary>Parses and runs; returns the exit code. Errors go to <paramref name="error"/>, everything else to <paramref name="console"/>.</summary>
@@ -83,18 +88,20 @@ public static class TrainerCommandLine
             ExcludeHeldOutDuplicates = !parse.GetValue(s_keepDuplicates),
             Head = new HeadOptions(parse.GetValue(s_l2), Search: parse.GetValue(s_head)!, SearchBudget: TimeSpan.FromMinutes(parse.GetValue(s_searchMinutes))),
             Featurization = new FeaturizationOptions(BatchSize: parse.GetValue(s_batch), GpuDevice: gpuGiven ? parse.GetValue(s_gpu) ?? 0 : null),
+            Explanations = new Explanations.ExplanationOptions(FindLabelErrors: parse.GetValue(s_labelErrors) switch { "on" => true, "off" => false, _ => null }),
         };
     }
 
     private static RootCommand Build(IAnsiConsole console, TextWriter error, CancellationToken interrupt)
     {
         var root = new RootCommand("Fine-tunes the pretrained ResNet18 on a folder of labelled images and evaluates it on held-out images.");
-        foreach (var option in new Option[] { s_data, s_test, s_output, s_seed, s_workspace, s_heldOut, s_imageSize, s_features, s_mirrored, s_keepDuplicates, s_l2, s_head, s_searchMinutes, s_batch, s_gpu, s_shard })
+        foreach (var option in new Option[] { s_data, s_test, s_output, s_seed, s_workspace, s_heldOut, s_imageSize, s_features, s_mirrored, s_keepDuplicates, s_l2, s_head, s_searchMinutes, s_batch, s_gpu, s_shard, s_labelErrors })
         {
             root.Options.Add(option);
         }
 
         s_head.AcceptOnlyFromAmong(HeadOptions.SoftmaxSearch, HeadOptions.AutoSearch);
+        s_labelErrors.AcceptOnlyFromAmong("auto", "on", "off");
         root.SetAction(parse => Guarded(error, () => parse.GetValue(s_shard) is string shard
             ? FeaturizeShard(ToOptions(parse), ShardSpec.Parse(shard), console, error, interrupt)
             : Train(ToOptions(parse), console, error, interrupt)));

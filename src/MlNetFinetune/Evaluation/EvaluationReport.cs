@@ -54,4 +54,10 @@ public sealed record EvaluationReport(
 
     /// <summary>Byte-identical images across training, validation and held-out images; null when not looked for.</summary>
     public DuplicateImages? Duplicates { get; init; }
+
+    /// <summary>Training images whose label looks wrong to a model trained without them; null when not searched.</summary>
+    public Explanations.LabelErrorSearchResult? LabelErrors { get; init; }
+
+    /// <summary>Held-out images that are near copies of training images; null when not searched.</summary>
+    public Explanations.NearDuplicateSearchResult? NearDuplicates { get; init; }
 }
