@@ -3,9 +3,15 @@ using MlNetFinetune.Benchmarks;
 
 try
 {
-    return args.FirstOrDefault() == "compare-gpu"
-        ? GpuComparison.Run(BenchmarkOptions.Parse(args[1..]), Console.Out)
-        : ThroughputBenchmark.Run(BenchmarkOptions.Parse(args), Console.Out);
+    return args.FirstOrDefault() switch
+    {
+        "compare-gpu" => GpuComparison.Run(BenchmarkOptions.Parse(args[1..]), Console.Out),
+        "explain-faithfulness" => FaithfulnessBenchmark.Run(args[1..], Console.Out),
+        "explain-near-duplicates" => NearDuplicateBenchmark.Run(args[1..], Console.Out),
+        "explain-cost" => ExplanationCostBenchmark.Run(args[1..], Console.Out),
+        "explain-label-errors" => LabelErrorBenchmark.Run(args[1..], Console.Out),
+        _ => ThroughputBenchmark.Run(BenchmarkOptions.Parse(args), Console.Out),
+    };
 }
 catch (UserInputException e)
 {
