@@ -187,7 +187,7 @@ public static class HtmlReportWriter
         var explained = heatMaps is { Count: > 0 };
         if (explained)
         {
-            html.Append(Invariant($"<p class=\"note\">Beside each image: where the model looked for the predicted and for the true class, by occlusion: {Encode(Explanations.ExplanationPicture.MethodLine(heatMaps!.Values.First().Map.Options))} Red to yellow: hiding the region lowers that class's probability (the outlined cell the most); blue: hiding it raises it. Both maps of an image share one colour scale, given under them.</p>\n"));
+            html.Append(Invariant($"<p class=\"note\">Beside each image: where the model looked for the predicted and for the true class. {Encode(Explanations.ExplanationPicture.MethodLine(heatMaps!.Values.First().Map.Options))} Red to yellow: hiding the region lowers that class's probability (the outlined cell the most); blue: hiding it raises it. Both maps of an image share one colour scale, given under them.</p>\n"));
         }
 
         html.Append(explained ? "<div class=\"gallery explained\">\n" : "<div class=\"gallery\">\n");

@@ -10,6 +10,9 @@ namespace MlNetFinetune.Explanations;
 /// </summary>
 internal static class HeatMapPainter
 {
+    /// <summary>Grids at least this fine are drawn smoothed.</summary>
+    private const int SmoothFromGrid = 8;
+
     /// <summary>
     /// The square the backbone sees, at <paramref name="side"/> pixels: ML.NET's resize crops the centre square of the
     /// image (isotropic, anchored in the centre), so the heat map's cells line up with it. Small images are enlarged
@@ -55,10 +58,11 @@ internal static class HeatMapPainter
             }
         }
 
-        // Cell colours are blended between cell centres, so the map reads as regions rather than a chessboard.
-        using (var smooth = new SKPaint { FilterQuality = SKFilterQuality.Medium })
+        // Fine grids are blended between cell centres, so the map reads as regions rather than a chessboard; coarse
+        // ones are drawn as blocks, which is all they know.
+        using (var paint = new SKPaint { FilterQuality = grid >= SmoothFromGrid ? SKFilterQuality.Medium : SKFilterQuality.None })
         {
-            canvas.DrawBitmap(cells, SKRect.Create(side, side), smooth);
+            canvas.DrawBitmap(cells, SKRect.Create(side, side), paint);
         }
 
         var hottest = Array.IndexOf(heat, heat.Max());
