@@ -90,6 +90,7 @@ public sealed class LabelErrorTests(SampleModelFixture fixture) : IDisposable
         var outcome = CommandLineRunner.Trainer("--find-label-errors", "maybe");
 
         Assert.Equal(2, outcome.ExitCode);
-        Assert.Contains("--find-label-errors", outcome.Error);
+        Assert.Contains("'maybe'", outcome.Error);
+        Assert.Contains("'auto'", outcome.Error);
     }
 }
