@@ -62,7 +62,7 @@ public static class PredictorCommandLine
         var maxBody = new Option<long>("--max-body-bytes") { Description = "Largest request body; larger ones get 413", DefaultValueFactory = _ => ServeOptions.DefaultMaxBodyBytes };
         var maxPixels = new Option<long>("--max-pixels") { Description = "Largest width x height an image may declare; larger ones get 422 before decoding", DefaultValueFactory = _ => ServeOptions.DefaultMaxPixels };
         var concurrency = new Option<int?>("--max-concurrency") { Description = $"Predictions run at once, each with its own copy of the model (default {ImageClassifier.DefaultMaxConcurrency} here)" };
-        var serve = new Command("serve", "Serves the model over HTTP: POST /predict, GET /health, GET /model.") { model, urls, maxBody, maxPixels, concurrency };
+        var serve = new Command("serve", "Serves the model over HTTP: POST /predict, POST /explain, GET /health, GET /model.") { model, urls, maxBody, maxPixels, concurrency };
         serve.SetAction(parse => Guard(error, () =>
         {
             PredictionServer.Run(

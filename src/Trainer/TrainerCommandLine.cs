@@ -126,7 +126,8 @@ public static class TrainerCommandLine
 
         ReportConsole.Print(console, result.Report);
         console.MarkupLineInterpolated($"Model: [green]{result.ModelPath}[/]");
-        console.MarkupLineInterpolated($"Reports: [green]{Path.GetFullPath(options.OutputFolder)}[/] (report.json, report.md, report.html, heldout-predictions.csv)");
+        var suspects = result.Report.LabelErrors is null ? "" : ", " + Explanations.LabelErrorSearchResult.FileName;
+        console.MarkupLineInterpolated($"Reports: [green]{Path.GetFullPath(options.OutputFolder)}[/] (report.json, report.md, report.html, heldout-predictions.csv{suspects})");
         return ExitCodes.Success;
     }
 

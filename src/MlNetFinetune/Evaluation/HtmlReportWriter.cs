@@ -55,7 +55,7 @@ public static class HtmlReportWriter
         th:first-child, td:first-child { text-align: left; }
         tr.chosen { background: #eaf3ea; font-weight: 600; }
         .gallery { display: grid; grid-template-columns: repeat(auto-fill, minmax(170px, 1fr)); gap: 12px; }
-        figure.mistake { margin: 0; border: 1px solid #e3e3e3; border-radius: 8px; padding: 10px; background: #fafbfc; }
+        figure.mistake, figure.suspect, figure.pair { margin: 0; border: 1px solid #e3e3e3; border-radius: 8px; padding: 10px; background: #fafbfc; }
         .thumb { height: 112px; display: flex; align-items: center; justify-content: center; background: #ffffff; border-radius: 4px; margin-bottom: 6px; }
         .thumb img.pixelated { image-rendering: pixelated; }
         .thumb.absent { color: #b3261e; font-size: 13px; text-align: center; padding: 0 8px; background: #fdeeee; }

@@ -34,7 +34,7 @@ internal static class ExplanationSections
         html.Append("<div class=\"gallery\">\n");
         foreach (var s in search.Suspects.Take(ShownLimit))
         {
-            html.Append("<figure class=\"mistake suspect\" data-path=\"").Append(HtmlReportWriter.Encode(s.Path)).Append("\" data-given=\"").Append(HtmlReportWriter.Encode(s.GivenLabel))
+            html.Append("<figure class=\"suspect\" data-path=\"").Append(HtmlReportWriter.Encode(s.Path)).Append("\" data-given=\"").Append(HtmlReportWriter.Encode(s.GivenLabel))
                 .Append("\" data-predicted=\"").Append(HtmlReportWriter.Encode(s.PredictedLabel)).Append("\">\n");
             HtmlReportWriter.AppendThumbnail(html, s.Path, $"labelled {s.GivenLabel}, looks like {s.PredictedLabel}");
             html.Append("<figcaption>\n")
@@ -71,7 +71,7 @@ internal static class ExplanationSections
         html.Append("<div class=\"gallery explained\">\n");
         foreach (var pair in search.Pairs.Take(ShownLimit))
         {
-            html.Append("<figure class=\"mistake pair\" data-held-out=\"").Append(HtmlReportWriter.Encode(pair.HeldOutPath)).Append("\" data-training=\"").Append(HtmlReportWriter.Encode(pair.TrainingPath))
+            html.Append("<figure class=\"pair\" data-held-out=\"").Append(HtmlReportWriter.Encode(pair.HeldOutPath)).Append("\" data-training=\"").Append(HtmlReportWriter.Encode(pair.TrainingPath))
                 .Append(HtmlReportWriter.Invariant($"\" data-similarity=\"{pair.Similarity:R}\">\n<div class=\"views\">\n"));
             foreach (var (path, label, part) in new[] { (pair.HeldOutPath, pair.HeldOutLabel, "held-out"), (pair.TrainingPath, pair.TrainingLabel, "training") })
             {

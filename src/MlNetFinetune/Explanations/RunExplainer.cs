@@ -56,6 +56,7 @@ internal static class RunExplainer
             options.Occlusion.CheckFits(backbone.ImageSize);
             var clock = Stopwatch.StartNew();
             using var model = ExplanationModel.FromTraining(ml, backbone, head.Transformer, classNames, run.Workspace ?? TrainingOptions.DefaultWorkspace, run.Featurization.GpuDevice);
+            var setUp = clock.Elapsed.TotalSeconds;
             foreach (var mistake in HtmlReportWriter.MostConfidentMistakes(predictions))
             {
                 cancellation.ThrowIfCancellationRequested();
@@ -65,7 +66,7 @@ internal static class RunExplainer
                 }
             }
 
-            log(string.Create(CultureInfo.InvariantCulture, $"Heat maps of {gallery.Count} mistakes in {clock.Elapsed.TotalSeconds:F1} s (occlusion, {options.Occlusion.Variants} variants each)"));
+            log(string.Create(CultureInfo.InvariantCulture, $"Heat maps of {gallery.Count} mistakes in {clock.Elapsed.TotalSeconds:F1} s (occlusion, {options.Occlusion.Variants} backbone images each; {setUp:F1} s of it loading the backbone)"));
         }
 
         LabelErrorSearchResult? labelErrors = null;
