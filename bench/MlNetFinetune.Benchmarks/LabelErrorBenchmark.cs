@@ -5,7 +5,7 @@ using MlNetFinetune.Training;
 namespace MlNetFinetune.Benchmarks;
 
 /// <summary>
-/// <c>explain-label-errors --data &lt;Fashion-MNIST export&gt; [--train-per-class 200] [--test-per-class 50] [--folds 5]</c>: copies a
+/// <c>explain-label-errors --data &lt;Fashion-MNIST export&gt; [--train-per-class 200] [--test-per-class 50] [--folds 3] [--fold-iterations 40]</c>: copies a
 /// real subset (train/ for training, test/ as the held-out folder), moves 5% of the training images into a wrong class
 /// folder (seeded), trains with the label-error search on, and prints how many flipped images are among the top k
 /// suspects (k = the number flipped) and what the search cost.
@@ -14,9 +14,22 @@ public static class LabelErrorBenchmark
 {
     public static int Run(string[] args, TextWriter output)
     {
-        var foldsAt = Array.IndexOf(args, "--folds");
-        var folds = foldsAt >= 0 ? int.Parse(args[foldsAt + 1], CultureInfo.InvariantCulture) : new ExplanationOptions().Folds;
-        var options = ExplanationBenchmarkOptions.Parse(foldsAt >= 0 ? [.. args[..foldsAt], .. args[(foldsAt + 2)..]] : args);
+        int? Take(string name)
+        {
+            var at = Array.IndexOf(args, name);
+            if (at < 0)
+            {
+                return null;
+            }
+
+            var value = int.Parse(args[at + 1], CultureInfo.InvariantCulture);
+            args = [.. args[..at], .. args[(at + 2)..]];
+            return value;
+        }
+
+        var folds = Take("--folds") ?? new ExplanationOptions().Folds;
+        var iterations = Take("--fold-iterations") ?? new ExplanationOptions().FoldIterations;
+        var options = ExplanationBenchmarkOptions.Parse(args);
         var scratch = Directory.CreateTempSubdirectory("mlnetfinetune-label-errors-").FullName;
         try
         {
@@ -25,7 +38,7 @@ public static class LabelErrorBenchmark
             var flipped = LabelFlips.Flip(train, 0.05, seed: 11);
             var training = new TrainingOptions(train, test, Path.Combine(scratch, "out"), options.Workspace ?? Path.Combine(scratch, "workspace"))
             {
-                Explanations = new ExplanationOptions(ExplainMistakes: false, FindLabelErrors: true, FindNearDuplicates: false, Folds: folds),
+                Explanations = new ExplanationOptions(ExplainMistakes: false, FindLabelErrors: true, FindNearDuplicates: false, Folds: folds, FoldIterations: iterations),
             };
             var result = new ImageClassifierTrainer(training).Train();
             var search = result.Report.LabelErrors!;

@@ -8,13 +8,16 @@ namespace MlNetFinetune.Explanations;
 /// null (default) runs it when <see cref="IsLabelErrorSearchCheap"/>.</param>
 /// <param name="FindNearDuplicates">Look for held-out images that are near copies of training images.</param>
 /// <param name="NearDuplicateThreshold">Cosine similarity of centred bottleneck features at or above which two images are near duplicates.</param>
-/// <param name="Folds">Folds of the label-error search.</param>
+/// <param name="Folds">Folds of the label-error search: each image is scored by a head trained on the other folds.</param>
+/// <param name="FoldIterations">L-BFGS iterations of a fold head at most (the chosen head's epochs when fewer): fold heads
+/// rank labels, they need not be the best model, and they are most of the search's cost.</param>
 public sealed record ExplanationOptions(
     bool ExplainMistakes = true,
     bool? FindLabelErrors = null,
     bool FindNearDuplicates = true,
     float NearDuplicateThreshold = ExplanationOptions.DefaultNearDuplicateThreshold,
-    int Folds = 5)
+    int Folds = 3,
+    int FoldIterations = 40)
 {
     /// <summary>See the README's "near duplicates" for how it was measured.</summary>
     public const float DefaultNearDuplicateThreshold = 0.9f;
@@ -47,6 +50,11 @@ public sealed record ExplanationOptions(
         if (Folds is < 2 or > 20)
         {
             throw new UserInputException(string.Create(CultureInfo.InvariantCulture, $"label-error folds {Folds}: must be 2 to 20"));
+        }
+
+        if (FoldIterations < 1)
+        {
+            throw new UserInputException(string.Create(CultureInfo.InvariantCulture, $"label-error fold iterations {FoldIterations}: must be at least 1"));
         }
 
         if (!(NearDuplicateThreshold is > 0 and <= 1))

@@ -72,7 +72,7 @@ internal static class RunExplainer
         LabelErrorSearchResult? labelErrors = null;
         if (options.SearchesLabelErrors(training.Count, backbone.FeatureSize))
         {
-            var iterations = Math.Max(1, head.Epochs) * run.Head.EpochIterations;
+            var iterations = Math.Min(options.FoldIterations, Math.Max(1, head.Epochs) * run.Head.EpochIterations);
             labelErrors = LabelErrorSearch.Run(ml, labelToKey, classNames, training, backbone.FeatureSize, FoldL2(head), iterations, options.Folds, run.Seed, cancellation);
             log(string.Create(CultureInfo.InvariantCulture,
                 $"Label-error search: {labelErrors.Suspects.Count} of {labelErrors.Images} training images disagree with their label out of fold ({labelErrors.Folds} folds, {labelErrors.Seconds:F1} s); see {LabelErrorSearchResult.FileName}"));
