@@ -4,6 +4,7 @@ using Microsoft.ML;
 using Microsoft.ML.OnnxRuntime;
 using MlNetFinetune.Backbones;
 using MlNetFinetune.Data;
+using MlNetFinetune.Images;
 using MlNetFinetune.Pipeline;
 using MlNetFinetune.Prediction;
 using MlNetFinetune.Training;

@@ -2,6 +2,7 @@ using Microsoft.ML;
 using Microsoft.ML.Data;
 using MlNetFinetune.Backbones;
 using MlNetFinetune.Data;
+using MlNetFinetune.Images;
 using MlNetFinetune.Pipeline;
 using MlNetFinetune.Training;
 
@@ -26,7 +27,7 @@ public sealed class FeaturizationTests(SampleModelFixture fixture)
         var ml = new MLContext();
         var chain = ImageClassificationChain.Featurizer(ml, graph, backbone.ImageSize).Fit(ml.Data.LoadFromEnumerable(Array.Empty<ImageInput>()));
         using var engine = ml.Model.CreatePredictionEngine<ImageInput, FeaturesRow>(chain);
-        using var cache = BottleneckCache.Open(fixture.Workspace, fingerprint, backbone.FeatureSize);
+        using var cache = BottleneckCache.Open(fixture.Workspace, FeatureStore.CacheName(backbone), backbone.FeatureSize);
 
         foreach (var path in SampleImages(1).Select(i => i.Path))
         {

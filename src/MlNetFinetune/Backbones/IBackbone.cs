@@ -26,6 +26,9 @@ public interface IBackbone
     /// </summary>
     string Fingerprint { get; }
 
+    /// <summary>False when the graph only runs one image at a time (a batch of 1 fixed inside it).</summary>
+    bool RunsInBatches { get; }
+
     /// <summary>Canonical description, for reports.</summary>
     string Describe();
 

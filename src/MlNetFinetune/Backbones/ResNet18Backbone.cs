@@ -48,6 +48,9 @@ public sealed class ResNet18Backbone : IBackbone
     public string Fingerprint => _fingerprint.Value;
 
     /// <inheritdoc/>
+    public bool RunsInBatches => true;
+
+    /// <inheritdoc/>
     public string Describe() => Name == "resnet18" ? Options.Describe() : $"{Name};{Options.Describe()}";
 
     /// <inheritdoc/>
@@ -101,10 +104,7 @@ public sealed class ResNet18Backbone : IBackbone
         graph.ValueInfo.Clear();
         graph.Input.Clear();
         graph.Output.Clear();
-        var batchDim = batchSize is int fixedBatch
-            ? new TensorShapeProto.Types.Dimension { DimValue = fixedBatch }
-            : new TensorShapeProto.Types.Dimension { DimParam = "batch" };
-        graph.Input.Add(TensorValue(Pipeline.ColumnNames.Pixels, FloatType, batchDim, Dim(3), Dim(size), Dim(size)));
+        graph.Input.Add(TensorValue(Pipeline.ColumnNames.Pixels, FloatType, BatchDim(batchSize), Dim(3), Dim(size), Dim(size)));
         foreach (var initializer in graph.Initializer)
         {
             graph.Input.Add(TensorValue(initializer.Name, initializer.DataType, [.. initializer.Dims.Select(Dim)]));
@@ -124,41 +124,8 @@ public sealed class ResNet18Backbone : IBackbone
 
         graph.Node.AddRange(networkNodes.Where(n => n.OpType != "AveragePool" || !n.Output.Contains("Pooling395_Output_0")));
 
-        var pooled = new List<string>();
-        foreach (var tap in taps)
-        {
-            var input = s_stageOutputs[tap.Stage - 1];
-            var name = $"mlnetfinetune_{tap}";
-            if (tap.Grid == 1)
-            {
-                graph.Node.Add(Node("GlobalAveragePool", [input], [name + "_pool"]));
-            }
-            else
-            {
-                var kernel = options.StageSide(tap.Stage) / tap.Grid;
-                graph.Node.Add(Node("AveragePool", [input], [name + "_pool"],
-                    IntsAttribute("kernel_shape", kernel, kernel), IntsAttribute("strides", kernel, kernel)));
-            }
-
-            graph.Node.Add(Node("Flatten", [name + "_pool"], [name], IntAttribute("axis", 1)));
-            pooled.Add(name);
-        }
-
-        var featureSize = options.FeatureSize;
-        if (batchSize is null)
-        {
-            graph.Node.Add(Node("Concat", pooled, [Pipeline.ColumnNames.Features], IntAttribute("axis", 1)));
-            graph.Output.Add(TensorValue(Pipeline.ColumnNames.Features, FloatType, batchDim, Dim(featureSize)));
-        }
-        else
-        {
-            graph.Node.Add(Node("Concat", pooled, ["mlnetfinetune_concat"], IntAttribute("axis", 1)));
-            var shape = Int64Tensor("mlnetfinetune_shape", [1], [-1]);
-            AddInitializer(graph, shape);
-            graph.Node.Add(Node("Reshape", ["mlnetfinetune_concat", shape.Name], [Pipeline.ColumnNames.Features]));
-            graph.Output.Add(TensorValue(Pipeline.ColumnNames.Features, FloatType, Dim(batchSize.Value * featureSize)));
-        }
-
+        var pooled = taps.Select(t => new PooledTap(s_stageOutputs[t.Stage - 1], BackboneOptions.StageChannels[t.Stage - 1], options.StageSide(t.Stage), t.Grid, $"mlnetfinetune_{t}"));
+        AddPooledFeatures(graph, pooled, batchSize);
         PruneUnused(graph);
         model.ProducerName = "MlNetFinetune";
         return model.ToByteArray();

@@ -116,6 +116,21 @@ public sealed class ImageFolder
         return new ImageFolder(full, images, classes, skipped, ignored);
     }
 
+    /// <summary>
+    /// Every image file below <paramref name="folder"/> by name, walked as <see cref="Scan"/> walks a class folder (no
+    /// links to folders followed, hidden entries left out), in ordinal order. Entries that cannot be read (a dangling
+    /// link, a name that is not UTF-8, a folder that cannot be listed) are included, so that the caller reports each.
+    /// </summary>
+    public static IReadOnlyList<string> FindImageFiles(string folder, out IReadOnlyList<IgnoredEntry> ignored)
+    {
+        var files = new List<string>();
+        var skipped = new List<SkippedFile>();
+        var left = new List<IgnoredEntry>();
+        Walk(new DirectoryInfo(Path.GetFullPath(folder)), files, skipped, left);
+        ignored = left;
+        return [.. files.Concat(skipped.Select(s => s.Path)).Order(StringComparer.Ordinal)];
+    }
+
     /// <summary>Whether the file name has one of <see cref="ImageExtensions"/>.</summary>
     public static bool IsImageFile(string path) => ImageExtensions.Contains(Path.GetExtension(path));
 

@@ -24,7 +24,7 @@ public static class ExplanationPicture
     /// <summary>The picture of <paramref name="explanation"/> for an encoded image; throws <see cref="InvalidDataException"/> naming <paramref name="title"/> when it cannot be decoded.</summary>
     public static byte[] Png(byte[] encoded, Explanation explanation, string title, string? label = null)
     {
-        using var image = Pipeline.ImageDecoder.Decode(encoded, title);
+        using var image = Images.ImageDecoder.Decode(encoded, title);
         return Png(image, explanation, title, label);
     }
 

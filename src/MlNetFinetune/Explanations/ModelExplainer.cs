@@ -1,3 +1,4 @@
+using MlNetFinetune.Images;
 using Microsoft.ML.Data;
 using MlNetFinetune.Pipeline;
 using MlNetFinetune.Prediction;

@@ -1,3 +1,4 @@
+using MlNetFinetune.Images;
 using System.Diagnostics;
 using System.Globalization;
 using Microsoft.ML;
@@ -105,7 +106,7 @@ internal static class RunExplainer
         MLImage image;
         try
         {
-            image = ImageDecoder.Decode(File.ReadAllBytes(mistake.Path), mistake.Path);
+            image = ImageDecoder.DecodeFile(mistake.Path);
         }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException or InvalidDataException)
         {

@@ -1,6 +1,8 @@
+using System.Globalization;
 using Microsoft.ML;
 using MlNetFinetune.Backbones;
 using MlNetFinetune.Data;
+using MlNetFinetune.Images;
 
 namespace MlNetFinetune.Training;
 
@@ -55,9 +57,19 @@ internal sealed class FeatureStore : IDisposable
     /// <summary>Records on disk that failed their checksum; their images are computed again.</summary>
     public int CorruptCount => _cache.CorruptCount;
 
+    /// <summary>
+    /// Bumped whenever decoding changes the pixels of some image (EXIF orientation applied, alpha resolved): features
+    /// cached from the old pixels must not be reused, although the image bytes, its key, are the same.
+    /// </summary>
+    private const int DecoderVersion = 2;
+
     /// <summary>Opens the store of <paramref name="backbone"/>'s features under <paramref name="workspace"/>.</summary>
     public static FeatureStore Open(MLContext ml, string workspace, IBackbone backbone, FeaturizationOptions options) =>
-        new(BottleneckCache.Open(workspace, backbone.Fingerprint, backbone.FeatureSize), new BulkFeaturizer(ml, backbone, options));
+        new(BottleneckCache.Open(workspace, CacheName(backbone), backbone.FeatureSize), new BulkFeaturizer(ml, backbone, options));
+
+    /// <summary>The cache folder's name: the backbone's fingerprint and how images are decoded.</summary>
+    public static string CacheName(IBackbone backbone) => string.Create(CultureInfo.InvariantCulture,
+        $"{backbone.Fingerprint}-d{DecoderVersion}-{ImageDecoder.DefaultAlpha.ToString().ToLowerInvariant()}");
 
     /// <summary>
     /// Features of <paramref name="images"/>, computing those not cached; with <paramref name="mirrored"/> (paths) also

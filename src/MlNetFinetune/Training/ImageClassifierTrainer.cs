@@ -160,6 +160,13 @@ public sealed class ImageClassifierTrainer(TrainingOptions options)
 
     private IBackbone ResolveBackbone(ImageFolder data, Action<string> log)
     {
+        if (!options.BuiltInBackbone)
+        {
+            var own = OnnxFileBackbone.Load(options.Backbone!, options.Pixels, options.ImageSize, options.Features);
+            log(string.Create(CultureInfo.InvariantCulture, $"Backbone {own.Path}: input {own.ImageSize} px, {own.FeatureSize} features from {own.Features}{(own.RunsInBatches ? "" : ", one image at a time (fixed batch of 1)")}"));
+            return own;
+        }
+
         BackboneOptions chosen;
         if (options.ImageSize is int size && options.Features is string features)
         {

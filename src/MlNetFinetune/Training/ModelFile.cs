@@ -13,13 +13,7 @@ internal static class ModelFile
     public static void Save(MLContext ml, IBackbone backbone, TrainedHead head, IReadOnlyList<string> classNames,
         EvaluationReport report, string workspace, string modelPath, CancellationToken cancellation)
     {
-        // The chain's backbone graph is a file ML.NET reads once at Fit and then embeds in the saved zip.
-        var graphPath = Path.Combine(workspace, "graphs", $"{backbone.Fingerprint}-chain.onnx");
-        if (!File.Exists(graphPath))
-        {
-            AtomicFile.Write(graphPath, temporary => File.WriteAllBytes(temporary, backbone.BuildGraph(batchSize: 1)));
-        }
-
+        var graphPath = ChainGraph(backbone, workspace);
         var model = ImageClassificationChain.Compose(ml, head.Transformer, graphPath, backbone.ImageSize);
         var manifest = new ModelManifest(
             ModelManifest.CurrentFormatVersion,
@@ -39,5 +33,21 @@ internal static class ModelFile
             ml.Model.Save(model, inputs.Schema, temporary);
             manifest.WriteInto(temporary);
         });
+    }
+
+    /// <summary>
+    /// The batch-1 backbone graph the saved chain applies, written once per backbone fingerprint under
+    /// <paramref name="workspace"/>: ML.NET reads the file once when the chain is fitted and then embeds its bytes in the
+    /// saved zip.
+    /// </summary>
+    public static string ChainGraph(IBackbone backbone, string workspace)
+    {
+        var graphPath = Path.Combine(workspace, "graphs", $"{backbone.Fingerprint}-chain.onnx");
+        if (!File.Exists(graphPath))
+        {
+            AtomicFile.Write(graphPath, temporary => File.WriteAllBytes(temporary, backbone.BuildGraph(batchSize: 1)));
+        }
+
+        return graphPath;
     }
 }

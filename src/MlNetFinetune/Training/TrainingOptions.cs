@@ -27,6 +27,21 @@ public sealed record TrainingOptions(
     /// <summary>Pooled backbone taps, e.g. "s4" or "s2g2+s3g2+s4"; null chooses them from the data.</summary>
     public string? Features { get; init; }
 
+    /// <summary>
+    /// The pretrained network: null or "resnet18" for the built-in ImageNet ResNet18, else the path of an ONNX image
+    /// model (see <see cref="OnnxFileBackbone"/>) whose input convention is <see cref="Pixels"/>.
+    /// </summary>
+    public string? Backbone { get; init; }
+
+    /// <summary>What the ONNX file of <see cref="Backbone"/> expects in its input; unused for the built-in backbone.</summary>
+    public PixelConvention Pixels { get; init; } = PixelConvention.ImageNet;
+
+    /// <summary>Whether <see cref="Backbone"/> names the built-in network.</summary>
+    public bool BuiltInBackbone => Backbone is null || Backbone.Equals(BuiltInBackboneName, StringComparison.OrdinalIgnoreCase);
+
+    /// <summary>The name of the built-in backbone on the command line.</summary>
+    public const string BuiltInBackboneName = "resnet18";
+
     /// <summary>Also trains on the horizontally mirrored view of every training image (featurized once, cached).</summary>
     public bool MirroredViews { get; init; }
 
@@ -71,7 +86,16 @@ public sealed record TrainingOptions(
             throw new UserInputException(string.Create(CultureInfo.InvariantCulture, $"validation fraction {ValidationFraction}: must be between 0 and 1 (exclusive)"));
         }
 
-        if (ImageSize is int size)
+        if (!BuiltInBackbone)
+        {
+            if (!File.Exists(Backbone))
+            {
+                throw new UserInputException($"--backbone {Backbone}: no such ONNX file (or use {BuiltInBackboneName})");
+            }
+
+            Pixels.Validate();
+        }
+        else if (ImageSize is int size)
         {
             new BackboneOptions(size, Features ?? "s4").Validate();
         }
