@@ -1,5 +1,7 @@
 using System.CommandLine;
+using System.Globalization;
 using MlNetFinetune.Data;
+using MlNetFinetune.Export;
 using MlNetFinetune.Prediction;
 using MlNetFinetune.Predictor.Serving;
 
@@ -40,7 +42,7 @@ public static class PredictorCommandLine
         var json = new Option<bool>("--json") { Description = "One JSON object per image (JSON lines) instead of text" };
         var file = new Option<string?>("--output") { Description = "Write the results to this .csv or .jsonl file and show progress instead of printing them" };
         var inputs = new Argument<string[]>("images") { Description = "Image files or folders (searched recursively)", Arity = ArgumentArity.OneOrMore };
-        var root = new RootCommand("Classifies images with a model trained by MlNetFinetune.") { model, top, json, file, inputs, BuildServe(output, error) };
+        var root = new RootCommand("Classifies images with a model trained by MlNetFinetune.") { model, top, json, file, inputs, BuildServe(output, error), BuildExportOnnx(output, error) };
         top.Validators.Add(result =>
         {
             if (result.GetValueOrDefault<int>() < 1)
@@ -69,6 +71,47 @@ public static class PredictorCommandLine
             return Success;
         }));
         return serve;
+    }
+
+    private static Command BuildExportOnnx(TextWriter output, TextWriter error)
+    {
+        var model = new Option<string>("--model") { Description = "model.zip written by the Trainer", Required = true };
+        var file = new Option<string>("--output") { Description = "The .onnx file to write", Required = true };
+        var examples = new Option<string[]>("--examples")
+        {
+            Description = "Images or folders to check the export on: the exported graph (ONNX Runtime) must agree with this model; " +
+                "their pixels and probabilities are written next to the .onnx file for checking other runtimes",
+            AllowMultipleArgumentsPerToken = true,
+        };
+        var command = new Command("export-onnx",
+            "Writes the model as one ONNX graph (input: float32 [N,3,S,S] planar RGB 0..255; output: class probabilities) for runtimes outside .NET.")
+        {
+            model, file, examples,
+        };
+        command.SetAction(parse => Guard(error, () =>
+        {
+            var result = OnnxExporter.Export(parse.GetValue(model)!, parse.GetValue(file)!);
+            output.WriteLine(string.Create(CultureInfo.InvariantCulture,
+                $"wrote {result.OutputPath} ({result.Bytes / 1e6:F1} MB, opset {result.Opset}): input {OnnxExporter.InputName} float32 [N,3,{result.ImageSize},{result.ImageSize}] planar RGB 0..255, output {OnnxExporter.OutputName} [N,{result.Classes.Count}]"));
+            if (parse.GetValue(examples) is not { Length: > 0 } given)
+            {
+                return Success;
+            }
+
+            var folder = Path.ChangeExtension(result.OutputPath, null) + ".examples";
+            var check = OnnxExportCheck.Run(parse.GetValue(model)!, result.OutputPath, ExpandInputs(given), folder);
+            output.WriteLine(string.Create(CultureInfo.InvariantCulture,
+                $"checked with ONNX Runtime on {check.Images} images: same top class on {check.SameTopClass}, largest probability difference {check.LargestDifference:G3} (tolerance {OnnxExportCheckResult.Tolerance:G1})"));
+            output.WriteLine($"examples for other runtimes: {check.ExamplesFolder} ({OnnxExportCheck.PixelsFile}, {OnnxExportCheck.ExpectedFile})");
+            if (!check.Passed)
+            {
+                error.WriteLine("error: the exported graph does not agree with the model");
+                return Failure;
+            }
+
+            return Success;
+        }));
+        return command;
     }
 
     /// <summary>
