@@ -33,6 +33,7 @@ public sealed class OnnxExportTests(SampleModelFixture fixture) : IDisposable
         var size = classifier.Manifest.ImageSize;
         var (pixels, expected) = PixelsAndProbabilities(classifier, heldOut);
         using var session = new InferenceSession(onnxPath);
+        using var runOptions = new RunOptions();
         var largest = 0f;
         var sameTop = 0;
         const int batch = 25;
@@ -41,7 +42,7 @@ public sealed class OnnxExportTests(SampleModelFixture fixture) : IDisposable
             var count = Math.Min(batch, heldOut.Length - start);
             var input = pixels.AsSpan(start * 3 * size * size, count * 3 * size * size).ToArray();
             using var tensor = OrtValue.CreateTensorValueFromMemory(input, [count, 3, size, size]);
-            using var outputs = session.Run(new RunOptions(), [OnnxExporter.InputName], [tensor], [OnnxExporter.OutputName]);
+            using var outputs = session.Run(runOptions, [OnnxExporter.InputName], [tensor], [OnnxExporter.OutputName]);
             var probabilities = outputs[0].GetTensorDataAsSpan<float>();
             for (var i = 0; i < count; i++)
             {

@@ -49,6 +49,10 @@ public static class OnnxExportCheck
         var toPixels = ImageClassificationChain.ImageToPixels(ml, size).Fit(ml.Data.LoadFromEnumerable(Array.Empty<ImageInput>()));
         using var pixelEngine = ml.Model.CreatePredictionEngine<ImageInput, PixelRow>(toPixels);
         using var session = new InferenceSession(onnxPath);
+
+        // One RunOptions for every run, alive until the end: a RunOptions created inline in Run can be finalized
+        // by a collection while the native run still reads it (seen as crashes in libonnxruntime).
+        using var runOptions = new RunOptions();
         Directory.CreateDirectory(examplesFolder);
 
         var expected = new List<ExpectedImage>();
@@ -71,7 +75,7 @@ public static class OnnxExportCheck
 
                 pixelsOut.Write(System.Runtime.InteropServices.MemoryMarshal.AsBytes(batch.AsSpan()));
                 using var input = OrtValue.CreateTensorValueFromMemory(batch, [chunk.Length, 3, size, size]);
-                using var outputs = session.Run(new RunOptions(), [OnnxExporter.InputName], [input], [OnnxExporter.OutputName]);
+                using var outputs = session.Run(runOptions, [OnnxExporter.InputName], [input], [OnnxExporter.OutputName]);
                 var exported = outputs[0].GetTensorDataAsSpan<float>();
                 var classes = dotnet[0].Length;
                 for (var i = 0; i < chunk.Length; i++)
