@@ -68,7 +68,7 @@ public static class OnnxExportCheck
                 var dotnet = new float[chunk.Length][];
                 for (var i = 0; i < chunk.Length; i++)
                 {
-                    using var image = ImageDecoder.Decode(File.ReadAllBytes(chunk[i]), chunk[i]);
+                    using var image = Images.ImageDecoder.DecodeFile(chunk[i]);
                     pixelEngine.Predict(new ImageInput { Image = image }).Pixels.CopyTo(batch, i * pixelCount);
                     dotnet[i] = classifier.Scores(image);
                 }
