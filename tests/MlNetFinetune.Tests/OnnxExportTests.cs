@@ -139,7 +139,7 @@ public sealed class OnnxExportTests(SampleModelFixture fixture) : IDisposable
         var probabilities = new List<float[]>();
         foreach (var path in images)
         {
-            using var image = Images.ImageDecoder.DecodeFile(path);
+            using var image = MlNetFinetune.Images.ImageDecoder.DecodeFile(path);
             pixels.AddRange(engine.Predict(new ImageInput { Image = image }).Pixels);
             probabilities.Add(classifier.Scores(image));
         }
