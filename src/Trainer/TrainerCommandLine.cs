@@ -162,6 +162,7 @@ public static class TrainerCommandLine
             ? FeaturizeShard(ToOptions(parse), ShardSpec.Parse(shard), console, error, interrupt)
             : Train(ToOptions(parse), console, error, interrupt)));
         root.Subcommands.Add(ExportCommand(console, error));
+        root.Subcommands.Add(OpenMojiCommand(console, error));
         return root;
     }
 
@@ -228,6 +229,30 @@ public static class TrainerCommandLine
                 console.WriteLine(string.Create(CultureInfo.InvariantCulture, $"{count} images written to {folder}"));
             }
 
+            return ExitCodes.Success;
+        }));
+        return command;
+    }
+
+    private static Command OpenMojiCommand(IAnsiConsole console, TextWriter error)
+    {
+        var output = new Option<string>("--output") { Description = "Folder to write train/<class>/*.png, test/<class>/*.png, index.csv and PROVENANCE.md into", Required = true };
+        var size = new Option<int>("--size") { Description = "Side of the rendered PNGs in pixels", Required = true };
+        var source = new Option<string?>("--source") { Description = $"The unpacked npm package openmoji (default: {OpenMoji.DefaultSourceFolder}, where scripts/fetch-openmoji.sh puts it)" };
+        var minimum = new Option<int>("--min-per-class") { Description = "Subgroups with at least this many emoji become classes", DefaultValueFactory = _ => OpenMoji.DefaultMinimumPerClass };
+        var background = new Option<string>("--background") { Description = "What transparent pixels become: transparent (RGBA PNGs), white or black", DefaultValueFactory = _ => "transparent" };
+        background.AcceptOnlyFromAmong([.. Enum.GetNames<OpenMojiBackground>().Select(n => n.ToLowerInvariant())]);
+        var command = new Command("export-openmoji", "Renders the OpenMoji emoji (npm package openmoji, CC BY-SA 4.0) as colour PNG class folders with rsvg-convert.")
+        {
+            output, size, source, minimum, background,
+        };
+        command.SetAction(parse => Guarded(error, () =>
+        {
+            var options = new OpenMojiExportOptions(parse.GetValue(output)!, parse.GetValue(size), parse.GetValue(source), parse.GetValue(minimum),
+                Enum.Parse<OpenMojiBackground>(parse.GetValue(background)!, ignoreCase: true));
+            var result = OpenMoji.Export(options);
+            console.WriteLine(string.Create(CultureInfo.InvariantCulture,
+                $"openmoji {result.PackageVersion}: {result.Classes.Count} classes, {result.TrainImages} train and {result.TestImages} test images written to {options.OutputFolder}"));
             return ExitCodes.Success;
         }));
         return command;
