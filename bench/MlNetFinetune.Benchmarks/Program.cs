@@ -8,6 +8,10 @@ try
         "compare-gpu" => GpuComparison.Run(BenchmarkOptions.Parse(args[1..]), Console.Out),
         "finetune-speed" => FineTuneSpeed.Run(FineTuneBenchOptions.Parse(args[1..], speed: true), Console.Out),
         "finetune-quality" => FineTuneQuality.Run(FineTuneBenchOptions.Parse(args[1..], speed: false), Console.Out),
+        "explain-faithfulness" => FaithfulnessBenchmark.Run(args[1..], Console.Out),
+        "explain-near-duplicates" => NearDuplicateBenchmark.Run(args[1..], Console.Out),
+        "explain-cost" => ExplanationCostBenchmark.Run(args[1..], Console.Out),
+        "explain-label-errors" => LabelErrorBenchmark.Run(args[1..], Console.Out),
         _ => ThroughputBenchmark.Run(BenchmarkOptions.Parse(args), Console.Out),
     };
 }

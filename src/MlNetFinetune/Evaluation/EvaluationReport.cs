@@ -82,4 +82,10 @@ public sealed record EvaluationReport(
 
     /// <summary>The fine-tuning of the backbone (<c>--fine-tune</c>); null when the backbone was used as pretrained.</summary>
     public FineTuningReport? FineTuning { get; init; }
+
+    /// <summary>Training images whose label looks wrong to a model trained without them; null when not searched.</summary>
+    public Explanations.LabelErrorSearchResult? LabelErrors { get; init; }
+
+    /// <summary>Held-out images that are near copies of training images; null when not searched.</summary>
+    public Explanations.NearDuplicateSearchResult? NearDuplicates { get; init; }
 }

@@ -4,6 +4,7 @@ using Microsoft.ML;
 using MlNetFinetune.Backbones;
 using MlNetFinetune.Data;
 using MlNetFinetune.Evaluation;
+using MlNetFinetune.Explanations;
 using MlNetFinetune.Pipeline;
 using MlNetFinetune.Training.FineTuning;
 
@@ -110,8 +111,10 @@ public sealed class ImageClassifierTrainer(TrainingOptions options)
 
         var modelPath = Path.Combine(options.OutputFolder, TrainingOptions.ModelFileName);
         ModelFile.Save(ml, backbone, head, classNames, report, workspace, modelPath, cancellation);
+        var explained = RunExplainer.Explain(ml, backbone, head, labelToKey, classNames, [.. train, .. validation], heldOut, predictions, options, log, cancellation);
+        report = report with { LabelErrors = explained.LabelErrors, NearDuplicates = explained.NearDuplicates };
         ReportWriter.WriteAll(report, predictions, options.OutputFolder);
-        HtmlReportWriter.Write(report, predictions, options.OutputFolder);
+        HtmlReportWriter.Write(report, predictions, options.OutputFolder, explained);
 
         // A Ctrl+C that came while the files were written still ends the run as interrupted; each file is whole.
         cancellation.ThrowIfCancellationRequested();

@@ -66,6 +66,9 @@ public sealed record TrainingOptions(
     /// <summary>Continues an interrupted fine-tuning from the checkpoint of its last finished epoch in the workspace.</summary>
     public bool Resume { get; init; }
 
+    /// <summary>What the run explains after evaluating: heat maps of the gallery's mistakes, suspected label errors, near duplicates.</summary>
+    public Explanations.ExplanationOptions Explanations { get; init; } = new();
+
     /// <summary>File name of the saved model in <see cref="OutputFolder"/>.</summary>
     public const string ModelFileName = "model.zip";
 
@@ -125,6 +128,7 @@ public sealed record TrainingOptions(
         {
             throw new UserInputException("--resume: continues an interrupted --fine-tune; give --fine-tune and the same options as that run");
         }
+        Explanations.Validate();
     }
 
     /// <summary>$XDG_CACHE_HOME/mlnetfinetune, else ~/.cache/mlnetfinetune: features are keyed by content, so one cache serves every data set.</summary>
