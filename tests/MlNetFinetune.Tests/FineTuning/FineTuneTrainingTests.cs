@@ -1,4 +1,5 @@
 using System.Text.Json;
+using MlNetFinetune.Explanations;
 using MlNetFinetune.Images;
 using MlNetFinetune.Prediction;
 using MlNetFinetune.Trainer;
@@ -29,8 +30,15 @@ public sealed class FineTunedSampleFixture : IDisposable
 
     public TrainingResult Result { get; }
 
+    /// <summary>The run's options; the explanations after the evaluation are left out, as they are tested elsewhere and cost time here.</summary>
     public TrainingOptions TrainingOptions(string output, FineTuneOptions fineTune, bool resume = false) =>
-        new(TestData.SampleFolder, OutputFolder: output, Workspace: Workspace, Seed: 1) { ImageSize = 64, FineTune = fineTune, Resume = resume };
+        new(TestData.SampleFolder, OutputFolder: output, Workspace: Workspace, Seed: 1)
+        {
+            ImageSize = 64,
+            FineTune = fineTune,
+            Resume = resume,
+            Explanations = new ExplanationOptions(ExplainMistakes: false, FindLabelErrors: false, FindNearDuplicates: false),
+        };
 
     public void Dispose() => Directory.Delete(Root, recursive: true);
 }
