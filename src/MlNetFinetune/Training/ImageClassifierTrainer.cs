@@ -29,8 +29,8 @@ public sealed record TrainingResult(
 
 /// <summary>
 /// Trains an image classifier in six steps: scan and split the folders, (with <see cref="TrainingOptions.FineTune"/>,
-/// fine-tune the backbone,) featurize every image once into the bottleneck cache, fit the head on cached features, compose the fitted featurizer and head into one ML.NET model and
-/// save it, and evaluate on the held-out images. Cancelling stops it between or inside steps (an
+/// fine-tune the backbone,) featurize every image once into the bottleneck cache, fit the head on cached features,
+/// compose the fitted featurizer and head into one ML.NET model and save it, and evaluate on the held-out images. Cancelling stops it between or inside steps (an
 /// <see cref="OperationCanceledException"/>), never with half a file written; cancelling a fine-tuning after its first
 /// epoch instead finishes the model with the best epoch so far, no longer cancellable.
 /// </summary>
