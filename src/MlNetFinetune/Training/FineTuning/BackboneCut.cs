@@ -98,7 +98,7 @@ internal sealed class BackboneCut
     /// <summary>
     /// The folded network with <paramref name="parameters"/> (training-graph layout, by name) written into its
     /// convolutions, each weight times its batch norm's scale: same tensor names as the folded pretrained network, so
-    /// <see cref="ResNet18Backbone.BuildGraph"/> takes it.
+    /// <see cref="ResNet18Backbone.BuildGraph(BackboneOptions, int?, ModelProto?)"/> takes it.
     /// </summary>
     public ModelProto Export(IReadOnlyDictionary<string, float[]> parameters)
     {

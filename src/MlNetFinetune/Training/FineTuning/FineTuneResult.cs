@@ -3,7 +3,7 @@ using Onnx;
 namespace MlNetFinetune.Training.FineTuning;
 
 /// <summary>One labelled image as the backbone takes it: planar RGB values 0..255 at the backbone's input size
-/// (what <see cref="Pipeline.ImageClassificationChain.ImageToPixels"/> gives), and a class index from 0.</summary>
+/// (what <see cref="Pipeline.ImageClassificationChain.ImageToPixels(Microsoft.ML.MLContext, int)"/> gives), and a class index from 0.</summary>
 public readonly record struct LabelledPixels(float[] Pixels, int Label);
 
 /// <summary>What a finished fine-tuning epoch measured.</summary>
@@ -27,6 +27,8 @@ public sealed record FineTuneProgress(string Phase, int Epoch, int Done, int Tot
 
 /// <summary>The trained softmax head: logits = features · Weights + Bias, features as the backbone graph outputs them for <see cref="Features"/>.</summary>
 /// <param name="Features">The taps it reads, as <see cref="Backbones.BackboneOptions.Features"/> writes them.</param>
+/// <param name="FeatureSize">Length of the feature vector it reads.</param>
+/// <param name="Classes">Number of classes it scores.</param>
 /// <param name="Weights">[FeatureSize, Classes], row-major.</param>
 /// <param name="Bias">[Classes].</param>
 public sealed record FineTunedHead(string Features, int FeatureSize, int Classes, float[] Weights, float[] Bias)
@@ -55,7 +57,7 @@ public sealed record FineTunedHead(string Features, int FeatureSize, int Classes
 
 /// <summary>The outcome of <see cref="FineTuner.Run"/>: the best epoch's network and head, and the history.</summary>
 /// <param name="Network">The fine-tuned network: the pretrained one with its batch norms folded and the trained stages'
-/// weights replaced, same tensor names, so <see cref="Backbones.ResNet18Backbone.BuildGraph"/> wraps it into the feature graph.</param>
+/// weights replaced, same tensor names, so <see cref="Backbones.ResNet18Backbone.BuildGraph(Backbones.BackboneOptions, int?, ModelProto?)"/> wraps it into the feature graph.</param>
 /// <param name="Head">The head trained with it, on the backbone options' taps.</param>
 /// <param name="History">Every finished epoch, in order.</param>
 /// <param name="BestEpoch">The epoch whose weights <see cref="Network"/> and <see cref="Head"/> hold (lowest validation loss; the last without

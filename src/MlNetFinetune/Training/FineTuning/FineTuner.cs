@@ -55,12 +55,15 @@ public sealed class FineTuner
     /// in order (decode lazily: only the cached maps are kept). Throws <see cref="OperationCanceledException"/> when
     /// cancelled before the first epoch finished; later it returns the best epoch so far.
     /// </summary>
+    /// <param name="training">The images trained on.</param>
+    /// <param name="validation">The images each epoch is scored on (never trained on); none keeps the last epoch.</param>
     /// <param name="classCount">Number of classes; labels run from 0 to classCount - 1.</param>
     /// <param name="checkpointFolder">Receives a checkpoint after every epoch; null keeps none.</param>
     /// <param name="resume">Continue from the checkpoint in <paramref name="checkpointFolder"/> (which must exist and
     /// match the options and images) instead of starting over.</param>
     /// <param name="epochs">Told about every finished epoch.</param>
     /// <param name="progress">Told how caching, training and validation advance.</param>
+    /// <param name="cancellation">Stops the run at the next step; see the summary for what it returns.</param>
     public FineTuneResult Run(
         IEnumerable<LabelledPixels> training,
         IEnumerable<LabelledPixels> validation,

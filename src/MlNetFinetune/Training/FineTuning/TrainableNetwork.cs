@@ -16,6 +16,8 @@ internal sealed record MapShape(int Height, int Width, int Channels)
 /// ONNX ones, each side on its own: this backbone's stride-2 convolutions pad one row and column at the top and left
 /// and none at the bottom and right, and the index tables reproduce that exactly.
 /// </summary>
+/// <param name="Input">The activation it reads.</param>
+/// <param name="Output">The activation it writes (after the batch norm's scale and shift).</param>
 /// <param name="WeightName">The convolution's own weight (trained, before the batch norm's scale).</param>
 /// <param name="BiasName">The trained per-channel shift after the scale: the batch norm's folded bias
 /// (<see cref="Backbones.BatchNormFolding"/> names it weight + "_folded_bias"), or the convolution's bias.</param>
@@ -23,6 +25,15 @@ internal sealed record MapShape(int Height, int Width, int Channels)
 /// the unscaled weight under this fixed scale is training a convolution followed by a frozen batch norm, the usual
 /// recipe; training the folded weight directly would multiply each channel's effective learning rate by 1 / scale²
 /// (measured: the folded stage 4 diverges at a learning rate of 0.01).</param>
+/// <param name="InputShape">Shape of <paramref name="Input"/>.</param>
+/// <param name="OutputShape">Shape of <paramref name="Output"/>.</param>
+/// <param name="KernelHeight">Kernel rows.</param>
+/// <param name="KernelWidth">Kernel columns.</param>
+/// <param name="Stride">Stride in both directions.</param>
+/// <param name="PadTop">Zero rows added above.</param>
+/// <param name="PadLeft">Zero columns added on the left.</param>
+/// <param name="PadBottom">Zero rows added below.</param>
+/// <param name="PadRight">Zero columns added on the right.</param>
 internal sealed record ConvLayer(
     string Input,
     string Output,
