@@ -228,7 +228,7 @@ public static class TrainerCommandLine
         {
             error.WriteLine(options.FineTune is null
                 ? "interrupted: finished features are kept in the bottleneck cache; run the same command again to continue"
-                : "interrupted before the first fine-tuning epoch finished; no model was saved (run the same command again to start over)");
+                : "interrupted: no model was saved; the same command with --resume continues from the last finished fine-tuning epoch (without one, run it again as it was)");
             return ExitCodes.Interrupted;
         }
 
