@@ -174,6 +174,16 @@ public sealed class FineTuneCommandLineTests
     }
 
     [Fact]
+    public void ShardsRefuseFineTuning()
+    {
+        var outcome = CommandLineRunner.Trainer("--data", TestData.SampleFolder, "--fine-tune", "--shard", "1/2");
+
+        var line = Assert.Single(outcome.Error.Split('\n', StringSplitOptions.RemoveEmptyEntries));
+        Assert.Equal(2, outcome.ExitCode);
+        Assert.StartsWith("error: --shard: ", line);
+    }
+
+    [Fact]
     public void TheCommandLineMapsOntoFineTuneOptions()
     {
         var options = TrainerCommandLine.Parse(["--data", TestData.SampleFolder, "--fine-tune", "--fine-tune-stages", "3", "--epochs", "7",
