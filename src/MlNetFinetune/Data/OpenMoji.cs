@@ -59,6 +59,9 @@ public sealed record OpenMojiExportOptions(
 }
 
 /// <summary>What <see cref="OpenMoji.Export"/> wrote.</summary>
+/// <param name="PackageVersion">Version of the openmoji package read.</param>
+/// <param name="TrainImages">Images written under train/.</param>
+/// <param name="TestImages">Images written under test/.</param>
 /// <param name="Classes">Class names (subgroups) with their image counts, in name order.</param>
 public sealed record OpenMojiExportResult(string PackageVersion, int TrainImages, int TestImages, IReadOnlyList<(string Name, int Images)> Classes);
 
@@ -78,6 +81,7 @@ public static class OpenMoji
     /// <summary>Every this many-th emoji of a class is held out.</summary>
     public const int HeldOutEvery = 5;
 
+    /// <summary>The SVG renderer run for each emoji (Debian <c>librsvg2-bin</c>).</summary>
     public const string Renderer = "rsvg-convert";
 
     /// <summary>$XDG_CACHE_HOME/openmoji/package, else ~/.cache/openmoji/package: where scripts/fetch-openmoji.sh unpacks the package.</summary>

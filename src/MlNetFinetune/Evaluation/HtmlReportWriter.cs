@@ -10,7 +10,7 @@ namespace MlNetFinetune.Evaluation;
 /// bars and the most confident mistakes as thumbnails. Everything is inside the file (inline SVG, images as data
 /// URIs), so it can be mailed or archived on its own. It is also well-formed XML, so programs can read it too.
 /// </summary>
-public static class HtmlReportWriter
+internal static class HtmlReportWriter
 {
     public const string FileName = "report.html";
 
@@ -72,6 +72,10 @@ public static class HtmlReportWriter
         code { font-size: 12px; }
         """;
 
+    /// <summary>Writes report.html into <paramref name="folder"/>, atomically.</summary>
+    /// <param name="report">The evaluation.</param>
+    /// <param name="predictions">Every held-out prediction; the gallery takes the most confident mistakes.</param>
+    /// <param name="folder">The run's output folder.</param>
     /// <param name="explanations">Heat maps of the gallery's mistakes; the suspects and near duplicates come from the report.</param>
     public static void Write(EvaluationReport report, IReadOnlyList<HeldOutPrediction> predictions, string folder, Explanations.RunExplanations? explanations = null)
     {
@@ -281,6 +285,10 @@ public static class HtmlReportWriter
             .Append(" alt=\"").Append(Encode(alt)).Append("\"/></div>\n");
     }
 
+    /// <param name="html">The page being written.</param>
+    /// <param name="name">The figure's name.</param>
+    /// <param name="value">The figure.</param>
+    /// <param name="detail">A line under it.</param>
     /// <param name="breakAfter">A long text value (the backbone description) may wrap after this character only.</param>
     private static void Card(StringBuilder html, string name, string value, string detail, char? breakAfter = null) =>
         html.Append("<div class=\"card\"><div class=\"name\">").Append(Encode(name)).Append("</div>")

@@ -8,9 +8,13 @@ namespace MlNetFinetune.Evaluation;
 /// <summary>Writes the evaluation as report.json (for programs) and report.md (for people).</summary>
 public static class ReportWriter
 {
+    /// <summary>The report for programs.</summary>
     public const string JsonFileName = "report.json";
+
+    /// <summary>The report for people.</summary>
     public const string MarkdownFileName = "report.md";
 
+    /// <summary>How reports and manifests are written: camelCase, indented, nulls left out, text unescaped.</summary>
     public static readonly JsonSerializerOptions JsonOptions = new()
     {
         PropertyNamingPolicy = JsonNamingPolicy.CamelCase,
@@ -69,11 +73,14 @@ public static class ReportWriter
         ? field
         : $"\"{field.Replace("\"", "\"\"", StringComparison.Ordinal)}\"";
 
+    /// <summary>The report as report.json holds it.</summary>
     public static string ToJson(EvaluationReport report) => JsonSerializer.Serialize(report, JsonOptions);
 
+    /// <summary>Reads a report.json; throws <see cref="InvalidDataException"/> when it is empty.</summary>
     public static EvaluationReport FromJson(string json) =>
         JsonSerializer.Deserialize<EvaluationReport>(json, JsonOptions) ?? throw new InvalidDataException("empty report");
 
+    /// <summary>The report as report.md holds it: tables a person can read.</summary>
     public static string ToMarkdown(EvaluationReport report)
     {
         var t = report.Training;

@@ -71,6 +71,7 @@ public sealed class ModelExplainer : IDisposable
         return Describe(map, top);
     }
 
+    /// <summary>Releases the explainer's ONNX Runtime session and ML.NET model.</summary>
     public void Dispose() => _model.Dispose();
 
     /// <summary>The prediction an occlusion map starts from, ranked as <see cref="ImageClassifier"/> ranks it.</summary>

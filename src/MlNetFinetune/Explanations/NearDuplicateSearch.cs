@@ -5,6 +5,10 @@ using MlNetFinetune.Training;
 namespace MlNetFinetune.Explanations;
 
 /// <summary>A held-out image and the training image most like it.</summary>
+/// <param name="HeldOutPath">The held-out image.</param>
+/// <param name="HeldOutLabel">Its class.</param>
+/// <param name="TrainingPath">The training or validation image most like it.</param>
+/// <param name="TrainingLabel">That image's class.</param>
 /// <param name="Similarity">Cosine similarity of their standardised bottleneck features (1: the same features).</param>
 public sealed record NearDuplicatePair(string HeldOutPath, string HeldOutLabel, string TrainingPath, string TrainingLabel, float Similarity);
 

@@ -13,6 +13,8 @@ internal enum QuadrantBackground
 }
 
 /// <summary>An image of the faithfulness data set: where it is, its class, and the quadrant its item was pasted into.</summary>
+/// <param name="Path">The image file.</param>
+/// <param name="Label">Its class.</param>
 /// <param name="Quadrant">0 top left, 1 top right, 2 bottom left, 3 bottom right.</param>
 internal sealed record QuadrantImage(string Path, string Label, int Quadrant);
 

@@ -12,16 +12,17 @@ using SkiaSharp;
 namespace MlNetFinetune.Explanations;
 
 /// <summary>Heat maps of one gallery mistake, for the predicted and the true class, drawn on one scale.</summary>
+/// <param name="Map">The occlusion map of every class.</param>
 /// <param name="PredictedOverlay">JPEG: where the model looked for the class it predicted.</param>
 /// <param name="TrueOverlay">JPEG: where it looked for the true class.</param>
 /// <param name="Scale">The probability drop drawn at full colour in both.</param>
-public sealed record GalleryExplanation(OcclusionMap Map, byte[] PredictedOverlay, byte[] TrueOverlay, float Scale);
+internal sealed record GalleryExplanation(OcclusionMap Map, byte[] PredictedOverlay, byte[] TrueOverlay, float Scale);
 
 /// <summary>What a training run's explanation step produced.</summary>
 /// <param name="Gallery">Heat maps of the gallery's mistakes, by image path.</param>
 /// <param name="LabelErrors">The label-error search; null when it did not run.</param>
 /// <param name="NearDuplicates">The near-duplicate search; null when it did not run.</param>
-public sealed record RunExplanations(IReadOnlyDictionary<string, GalleryExplanation> Gallery, LabelErrorSearchResult? LabelErrors, NearDuplicateSearchResult? NearDuplicates)
+internal sealed record RunExplanations(IReadOnlyDictionary<string, GalleryExplanation> Gallery, LabelErrorSearchResult? LabelErrors, NearDuplicateSearchResult? NearDuplicates)
 {
     /// <summary>Nothing explained.</summary>
     public static RunExplanations Empty { get; } = new(new Dictionary<string, GalleryExplanation>(), null, null);

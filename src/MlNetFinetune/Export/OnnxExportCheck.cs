@@ -18,6 +18,7 @@ public sealed record OnnxExportCheckResult(int Images, int SameTopClass, double 
     /// <summary>The agreement an export must reach: probabilities within 1e-4, the same class on every image.</summary>
     public const double Tolerance = 1e-4;
 
+    /// <summary>True when every image has the same top class and the probabilities agree within <see cref="Tolerance"/>.</summary>
     public bool Passed => SameTopClass == Images && LargestDifference <= Tolerance;
 }
 
@@ -30,7 +31,10 @@ public sealed record OnnxExportCheckResult(int Images, int SameTopClass, double 
 /// </summary>
 public static class OnnxExportCheck
 {
+    /// <summary>The exported graph's input for every example: float32 little-endian [images, 3, S, S].</summary>
     public const string PixelsFile = "pixels.f32";
+
+    /// <summary>Image paths, classes and the .NET model's probabilities, as JSON.</summary>
     public const string ExpectedFile = "expected.json";
 
     private const int BatchSize = 16;

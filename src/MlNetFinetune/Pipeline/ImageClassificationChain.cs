@@ -15,7 +15,7 @@ namespace MlNetFinetune.Pipeline;
 /// cached features. The ML.NET estimator (<see cref="ImageClassificationTrainer"/>) saves the same chain, reading the
 /// image from the user's column (<see cref="ChainLayout"/>).
 /// </summary>
-public static class ImageClassificationChain
+internal static class ImageClassificationChain
 {
     /// <summary>The whole chain as one estimator, exactly what the trainer composes from the fitted parts.</summary>
     public static IEstimator<ITransformer> Build(MLContext ml, string backboneGraphPath, int imageSize, float l2Regularization, int maximumIterations) =>

@@ -35,6 +35,7 @@ public sealed record ModelManifest(
     /// </summary>
     public const int CurrentFormatVersion = 2;
 
+    /// <summary>Where the manifest lies inside model.zip.</summary>
     public const string EntryName = "MlNetFinetune/manifest.json";
 
     /// <summary>How images must be decoded for this model: as they were when it was trained.</summary>
