@@ -14,6 +14,16 @@ public sealed record ManifestMetrics(double MicroAccuracy, double MacroAccuracy,
 /// order, the backbone and its input size, the feature options, how transparent pixels were resolved, the format
 /// version and the held-out metrics.
 /// </summary>
+/// <param name="FormatVersion">The manifest format the model was written in (see <see cref="CurrentFormatVersion"/>).</param>
+/// <param name="Tool">The tool and version that wrote the model.</param>
+/// <param name="Classes">The class names, in the order of the scores.</param>
+/// <param name="Backbone">The pretrained network: "resnet18", or "onnx:" and the file name of the user's graph.</param>
+/// <param name="ImageSize">Side in pixels of the square image the backbone takes.</param>
+/// <param name="Features">The backbone taps the features come from, e.g. "s2g2+s3g2+s4".</param>
+/// <param name="FeatureSize">Length of the bottleneck feature vector.</param>
+/// <param name="Head">The head type, e.g. "softmax".</param>
+/// <param name="L2Regularization">The head's L2 strength.</param>
+/// <param name="HeldOut">The held-out figures of the training run.</param>
 /// <param name="Alpha">What transparent pixels became when the model was trained; the Predictor decodes the same way.
 /// Null in models of format 1, which were all trained with <see cref="ImageDecoder.DefaultAlpha"/>.</param>
 public sealed record ModelManifest(
