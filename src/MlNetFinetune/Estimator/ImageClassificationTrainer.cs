@@ -6,6 +6,7 @@ using Microsoft.ML.Transforms.Image;
 using MlNetFinetune.Backbones;
 using MlNetFinetune.Data;
 using MlNetFinetune.Estimator;
+using MlNetFinetune.Images;
 using MlNetFinetune.Pipeline;
 using MlNetFinetune.Training;
 
@@ -65,7 +66,11 @@ public sealed partial class ImageClassificationTrainer : IEstimator<TransformerC
 
         var backbone = ResolveBackbone(input, columns, labelled, log);
         var workspace = _options.WorkspacePath ?? TrainingOptions.DefaultWorkspace;
-        using var store = FeatureStore.Open(ml, workspace, backbone, new FeaturizationOptions(_options.BatchSize, GpuDevice: _options.GpuDeviceId));
+        // Black, not the Trainer's white: an image column the user decoded with ML.NET's LoadImages reaches the saved
+        // chain with its transparent pixels already black, and bytes columns are decoded the same way so that a model
+        // reads both kinds alike.
+        var featurization = new FeaturizationOptions(_options.BatchSize, GpuDevice: _options.GpuDeviceId, Alpha: ImageDecoder.DefaultAlpha);
+        using var store = FeatureStore.Open(ml, workspace, backbone, featurization);
         log(string.Create(CultureInfo.InvariantCulture, $"Bottleneck cache {store.Directory}: {store.LoadedCount} feature vectors on disk"));
 
         var clock = Stopwatch.StartNew();

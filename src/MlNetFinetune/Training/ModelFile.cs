@@ -1,6 +1,7 @@
 using Microsoft.ML;
 using MlNetFinetune.Backbones;
 using MlNetFinetune.Evaluation;
+using MlNetFinetune.Images;
 using MlNetFinetune.Pipeline;
 using MlNetFinetune.Prediction;
 
@@ -11,7 +12,7 @@ internal static class ModelFile
 {
     /// <summary>Composes and saves the model atomically; cancelling before the write leaves the old file in place.</summary>
     public static void Save(MLContext ml, IBackbone backbone, TrainedHead head, IReadOnlyList<string> classNames,
-        EvaluationReport report, string workspace, string modelPath, CancellationToken cancellation)
+        EvaluationReport report, AlphaPolicy alpha, string workspace, string modelPath, CancellationToken cancellation)
     {
         var graphPath = ChainGraph(backbone, workspace);
         var model = ImageClassificationChain.Compose(ml, head.Transformer, graphPath, backbone.ImageSize);
@@ -25,7 +26,8 @@ internal static class ModelFile
             backbone.FeatureSize,
             head.Name,
             head.L2Regularization,
-            new ManifestMetrics(report.MicroAccuracy, report.MacroAccuracy, report.LogLoss, report.Training.HeldOutImages))
+            new ManifestMetrics(report.MicroAccuracy, report.MacroAccuracy, report.LogLoss, report.Training.HeldOutImages),
+            alpha)
         {
             FineTuning = report.FineTuning is { } f
                 ? new ManifestFineTuning(f.Stages, f.Epochs, f.History.Count(h => h.Epoch > 0), f.BestEpoch, f.StopReason)

@@ -32,9 +32,9 @@ internal static class BackboneFineTuning
         var classes = images.Data.Classes;
         var labels = classes.Select((name, index) => (name, index)).ToDictionary(c => c.name, c => c.index, StringComparer.Ordinal);
         var ml = new MLContext(options.Seed);
-        var limits = options.Featurization.Limits;
-        var training = LabelledImages.FromFiles(ml, [.. images.Train.Select(i => (i.Path, labels[i.Label]))], pretrained.ImageSize, limits: limits);
-        var validation = LabelledImages.FromFiles(ml, [.. images.Validation.Select(i => (i.Path, labels[i.Label]))], pretrained.ImageSize, limits: limits);
+        var (limits, alpha) = (options.Featurization.Limits, options.Featurization.Alpha);
+        var training = LabelledImages.FromFiles(ml, [.. images.Train.Select(i => (i.Path, labels[i.Label]))], pretrained.ImageSize, limits: limits, alpha: alpha);
+        var validation = LabelledImages.FromFiles(ml, [.. images.Validation.Select(i => (i.Path, labels[i.Label]))], pretrained.ImageSize, limits: limits, alpha: alpha);
         var checkpoints = CheckpointFolder(workspace, options.OutputFolder);
 
         log(string.Create(CultureInfo.InvariantCulture,

@@ -11,9 +11,11 @@ public static class LabelledImages
     /// <summary>
     /// Decodes, resizes and extracts each file lazily, in order, on <paramref name="workers"/> threads (0: the number of
     /// cores), keeping at most a few batches of pixels in memory. A file that <see cref="ImageDecoder"/> refuses is
-    /// left out (the featurization that follows fine-tuning reports it with its reason).
+    /// left out (the featurization that follows fine-tuning reports it with its reason). Transparent pixels become
+    /// what <paramref name="alpha"/> says, as in the featurization, so the network trains on the pixels it will see.
     /// </summary>
-    public static IEnumerable<LabelledPixels> FromFiles(MLContext ml, IReadOnlyList<(string Path, int Label)> files, int imageSize, int workers = 0, ImageLimits? limits = null)
+    public static IEnumerable<LabelledPixels> FromFiles(MLContext ml, IReadOnlyList<(string Path, int Label)> files, int imageSize, int workers = 0,
+        ImageLimits? limits = null, AlphaPolicy alpha = ImageDecoder.DefaultAlpha)
     {
         var empty = ml.Data.LoadFromEnumerable(Array.Empty<ImageInput>());
         var transformer = ImageClassificationChain.ImageToPixels(ml, imageSize).Fit(empty);
@@ -31,7 +33,7 @@ public static class LabelledImages
                     var (path, label) = files[start + i];
                     try
                     {
-                        using var image = ImageDecoder.DecodeFile(path, limits);
+                        using var image = ImageDecoder.DecodeFile(path, limits, alpha);
                         block[i] = new LabelledPixels(engines.Value!.Predict(new ImageInput { Image = image }).Pixels, label);
                     }
                     catch (InvalidImageException)
