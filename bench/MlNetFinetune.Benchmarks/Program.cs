@@ -3,9 +3,13 @@ using MlNetFinetune.Benchmarks;
 
 try
 {
-    return args.FirstOrDefault() == "compare-gpu"
-        ? GpuComparison.Run(BenchmarkOptions.Parse(args[1..]), Console.Out)
-        : ThroughputBenchmark.Run(BenchmarkOptions.Parse(args), Console.Out);
+    return args.FirstOrDefault() switch
+    {
+        "compare-gpu" => GpuComparison.Run(BenchmarkOptions.Parse(args[1..]), Console.Out),
+        "int8" => Int8SpeedBenchmark.Run(Int8BenchmarkOptions.Parse(args[1..]), Console.Out),
+        "int8-accuracy" => Int8AccuracyBenchmark.Run(Int8BenchmarkOptions.Parse(args[1..]), Console.Out),
+        _ => ThroughputBenchmark.Run(BenchmarkOptions.Parse(args), Console.Out),
+    };
 }
 catch (UserInputException e)
 {
