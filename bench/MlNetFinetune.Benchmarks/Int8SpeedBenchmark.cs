@@ -13,8 +13,10 @@ namespace MlNetFinetune.Benchmarks;
 /// <summary>
 /// Float against int8 backbone, side by side in one run, at each input size: the backbone alone on pre-made tensors,
 /// featurization of real files (BulkFeaturizer's route, decode and resize included) next to the decode half alone,
-/// the Predictor's route for one image (ML.NET chain with the batch-1 graph), and the saved graph's size. Every timing
-/// is repeated with the two precisions alternating, and each round's ratio is printed, because the machine is shared.
+/// the Predictor's route for one image (ML.NET chain with the batch-1 graph), and the saved graph's size. The two
+/// precisions take turns (batch by batch, pass by pass, image by image) and every round is printed, because the
+/// machine is shared: besides wall-clock rates, the best single turn of each precision and the CPU time per image
+/// (all threads of this process) are given, both less sensitive to other processes than wall-clock averages.
 /// </summary>
 internal static class Int8SpeedBenchmark
 {
@@ -26,15 +28,23 @@ internal static class Int8SpeedBenchmark
             .OrderBy(p => p.index).ThenBy(p => p.image.Label, StringComparer.Ordinal)
             .Select(p => p.image.Path).Take(options.Images).ToList();
         var quantization = options.CalibrationsOrDefault[0];
-        output.WriteLine(Invariant($"{images.Count} files from {options.DataFolder}; {Environment.ProcessorCount} cores; load average {File.ReadAllText("/proc/loadavg").Trim()}"));
-        output.WriteLine(Invariant($"int8: {quantization.Describe()}; {options.Rounds} rounds, float and int8 alternating; ratios are int8 / float"));
+        output.WriteLine(Invariant($"{images.Count} files from {options.DataFolder}; {Environment.ProcessorCount} cores; load average {LoadAverage()}"));
+        output.WriteLine(Invariant($"int8: {quantization.Describe()}; {options.Rounds} rounds, float and int8 taking turns; ratios are int8 over float speed"));
         foreach (var size in options.SizesOrDefault)
         {
-            MeasureSize(size, folder, images, quantization, options, output);
+            MeasureSize(size, folder, size <= 64 ? images : images.Take(Math.Max(16, images.Count / 4)).ToList(), quantization, options, output);
         }
 
-        output.WriteLine(Invariant($"load average at the end {File.ReadAllText("/proc/loadavg").Trim()}"));
+        output.WriteLine(Invariant($"load average at the end {LoadAverage()}"));
         return 0;
+    }
+
+    private sealed record Sample(double Seconds, double CpuSeconds, int Images)
+    {
+        public double Rate => Images / Seconds;
+
+        public static Sample Sum(IEnumerable<Sample> samples) =>
+            samples.Aggregate(new Sample(0, 0, 0), (a, b) => new Sample(a.Seconds + b.Seconds, a.CpuSeconds + b.CpuSeconds, a.Images + b.Images));
     }
 
     private static void MeasureSize(int size, ImageFolder folder, List<string> images, QuantizationOptions quantization, Int8BenchmarkOptions options, TextWriter output)
@@ -55,62 +65,74 @@ internal static class Int8SpeedBenchmark
         var quantizeSeconds = clock.Elapsed.TotalSeconds - decodeSeconds - calibrateSeconds;
 
         output.WriteLine();
-        output.WriteLine(Invariant($"== {backbone.Describe()}, batch {batch} =="));
+        output.WriteLine(Invariant($"== {backbone.Describe()}, batch {batch}, {images.Count} images per turn; load average {LoadAverage()} =="));
         output.WriteLine(Invariant($"calibration on {pixels.Count} images: decode {decodeSeconds:F1} s, calibrate {calibrateSeconds:F1} s, quantize both graphs {quantizeSeconds:F1} s"));
 
-        var alone = BackboneAlone(floatGraph, int8Graph, backbone, batch, images.Count, options.Rounds);
-        Print(output, "backbone alone (batches alternating), images/s", alone, higherIsFaster: true);
+        var (aloneRounds, aloneBest) = BackboneAlone(floatGraph, int8Graph, backbone, batch, images.Count, options.Rounds, threads: null);
+        Print(output, "backbone alone (sessions take turns batch by batch)", aloneRounds, aloneBest);
+        var (singleRounds, singleBest) = BackboneAlone(floatGraph, int8Graph, backbone, batch, images.Count / 2, options.Rounds, threads: 1);
+        Print(output, "backbone alone on 1 thread (no waiting on a preempted partner thread)", singleRounds, singleBest);
 
         var featurizer = new FileFeaturizer(backbone, batch);
         var workers = FileFeaturizer.DefaultWorkers;
-        var files = Alternate(options.Rounds, graph => images.Count / featurizer.Run(graph, images, workers).Elapsed.TotalSeconds, floatGraph, int8Graph);
-        Print(output, Invariant($"real files ({workers} decode worker), images/s"), files, higherIsFaster: true);
-        var decodeOne = featurizer.DecodeOnly(images, workers);
-        var decodeAll = featurizer.DecodeOnly(images, Environment.ProcessorCount);
-        output.WriteLine(Invariant($"  decode half alone (read, hash, decode, resize, pixels): {decodeOne:F0} images/s on {workers} thread(s), {decodeAll:F0} on {Environment.ProcessorCount}"));
-
-        var (floatLatency, int8Latency) = ChainLatency(ml, backbone, floatOne, int8One, images, options.LatencyRuns);
-        output.WriteLine(Invariant($"  Predictor route, one file to features (ML.NET chain, batch-1 graph), p50 ms: float {floatLatency.P50:F2}, int8 {int8Latency.P50:F2}, ratio {int8Latency.P50 / floatLatency.P50:F2}; p90 float {floatLatency.P90:F2}, int8 {int8Latency.P90:F2}"));
-
-        output.WriteLine(Invariant($"  batch-1 graph (what model.zip holds): float {floatOne.Length / 1e6:F1} MB ({Deflated(floatOne) / 1e6:F1} MB deflated), int8 {int8One.Length / 1e6:F1} MB ({Deflated(int8One) / 1e6:F1} MB deflated)"));
-    }
-
-    /// <summary>Runs <paramref name="measure"/> on both graphs each round, alternating which goes first.</summary>
-    private static List<(double Float, double Int8)> Alternate(int rounds, Func<byte[], double> measure, byte[] floatGraph, byte[] int8Graph)
-    {
-        var results = new List<(double, double)>();
-        for (var round = 0; round < rounds; round++)
+        var files = new List<(Sample Float, Sample Int8)>();
+        for (var round = 0; round < options.Rounds; round++)
         {
-            if (round % 2 == 0)
-            {
-                var f = measure(floatGraph);
-                results.Add((f, measure(int8Graph)));
-            }
-            else
-            {
-                var q = measure(int8Graph);
-                results.Add((measure(floatGraph), q));
-            }
+            Sample Pass(byte[] graph) => Time(() => featurizer.Run(graph, images, workers).Features.Length);
+            files.Add(round % 2 == 0 ? (Pass(floatGraph), Pass(int8Graph)) : Swap(Pass(int8Graph), Pass(floatGraph)));
         }
 
-        return results;
+        Print(output, Invariant($"real files, {workers} decode worker (turns pass by pass)"), files, (files.MaxBy(f => f.Float.Rate).Float, files.MaxBy(f => f.Int8.Rate).Int8));
+        var decodeOne = Time(() => { featurizer.DecodeOnly(images, workers); return images.Count; });
+        var decodeAll = Time(() => { featurizer.DecodeOnly(images, Environment.ProcessorCount); return images.Count; });
+        output.WriteLine(Invariant(
+            $"  decode half alone (read, hash, decode, resize, pixels): {decodeOne.Rate:F0} images/s on {workers} thread(s) ({1000 * decodeOne.CpuSeconds / decodeOne.Images:F2} CPU ms/image), {decodeAll.Rate:F0} on {Environment.ProcessorCount}"));
+
+        var (floatLatency, int8Latency) = ChainLatency(ml, backbone, floatOne, int8One, images, options.LatencyRuns);
+        output.WriteLine(
+            Invariant($"  Predictor route, file to features (ML.NET chain, batch-1 graph), ms: p50 float {Percentile(floatLatency, 0.5):F2}, int8 {Percentile(int8Latency, 0.5):F2}, ratio {Percentile(int8Latency, 0.5) / Percentile(floatLatency, 0.5):F2}; ") +
+            Invariant($"fastest float {floatLatency.Min():F2}, int8 {int8Latency.Min():F2}, ratio {int8Latency.Min() / floatLatency.Min():F2}; p90 float {Percentile(floatLatency, 0.9):F2}, int8 {Percentile(int8Latency, 0.9):F2}"));
+
+        output.WriteLine(Invariant(
+            $"  batch-1 graph (what model.zip holds): float {floatOne.Length / 1e6:F1} MB ({Deflated(floatOne) / 1e6:F1} MB deflated), int8 {int8One.Length / 1e6:F1} MB ({Deflated(int8One) / 1e6:F1} MB deflated)"));
     }
 
-    private static void Print(TextWriter output, string what, List<(double Float, double Int8)> rounds, bool higherIsFaster)
+    private static (Sample Float, Sample Int8) Swap(Sample int8, Sample @float) => (@float, int8);
+
+    private static void Print(TextWriter output, string what, List<(Sample Float, Sample Int8)> rounds, (Sample Float, Sample Int8) best)
     {
-        var ratios = rounds.Select(r => higherIsFaster ? r.Int8 / r.Float : r.Float / r.Int8).ToList();
-        output.WriteLine(Invariant($"  {what}: float {string.Join(" / ", rounds.Select(r => r.Float.ToString("F1", CultureInfo.InvariantCulture)))}; int8 {string.Join(" / ", rounds.Select(r => r.Int8.ToString("F1", CultureInfo.InvariantCulture)))}"));
-        output.WriteLine(Invariant($"  speed-up per round {string.Join(" / ", ratios.Select(r => r.ToString("F2", CultureInfo.InvariantCulture)))} (range {ratios.Min():F2} to {ratios.Max():F2})"));
+        var ratios = rounds.Select(r => r.Int8.Rate / r.Float.Rate).Order().ToList();
+        var floatTotal = Sample.Sum(rounds.Select(r => r.Float));
+        var int8Total = Sample.Sum(rounds.Select(r => r.Int8));
+        output.WriteLine(Invariant($"  {what}, images/s per round: float {Join(rounds.Select(r => r.Float.Rate))}; int8 {Join(rounds.Select(r => r.Int8.Rate))}"));
+        output.WriteLine(
+            Invariant($"    speed-up per round {Join(rounds.Select(r => r.Int8.Rate / r.Float.Rate), "F2")} (median {ratios[ratios.Count / 2]:F2}, range {ratios[0]:F2} to {ratios[^1]:F2}); ") +
+            Invariant($"best turn {best.Float.Rate:F1} vs {best.Int8.Rate:F1} images/s = {best.Int8.Rate / best.Float.Rate:F2}; ") +
+            Invariant($"CPU ms/image float {1000 * floatTotal.CpuSeconds / floatTotal.Images:F2}, int8 {1000 * int8Total.CpuSeconds / int8Total.Images:F2} = {floatTotal.CpuSeconds / floatTotal.Images / (int8Total.CpuSeconds / int8Total.Images):F2}"));
     }
 
     /// <summary>
     /// Both sessions stay open and take turns batch by batch, so that both precisions see the same share of a shared
-    /// machine; each round is <paramref name="images"/> images per precision.
+    /// machine; each round is <paramref name="images"/> images per precision. Also returns each precision's fastest batch.
+    /// <paramref name="threads"/> null runs the Trainer's sessions (all cores); 1 gives the compute cost without
+    /// threads waiting for each other.
     /// </summary>
-    private static List<(double Float, double Int8)> BackboneAlone(byte[] floatGraph, byte[] int8Graph, BackboneOptions backbone, int batch, int images, int rounds)
+    private static (List<(Sample Float, Sample Int8)> Rounds, (Sample Float, Sample Int8) Best) BackboneAlone(
+        byte[] floatGraph, byte[] int8Graph, BackboneOptions backbone, int batch, int images, int rounds, int? threads)
     {
-        using var floatSession = BackboneSession.Create(floatGraph, null, out _);
-        using var int8Session = BackboneSession.Create(int8Graph, null, out _);
+        InferenceSession Create(byte[] graph)
+        {
+            if (threads is not int count)
+            {
+                return BackboneSession.Create(graph, null, out _);
+            }
+
+            using var options = new SessionOptions { GraphOptimizationLevel = GraphOptimizationLevel.ORT_ENABLE_ALL, IntraOpNumThreads = count, InterOpNumThreads = 1 };
+            return new InferenceSession(graph, options);
+        }
+
+        using var floatSession = Create(floatGraph);
+        using var int8Session = Create(int8Graph);
         var side = backbone.ImageSize;
         var random = new Random(1);
         var values = new float[batch * 3 * side * side];
@@ -121,42 +143,45 @@ internal static class Int8SpeedBenchmark
 
         using var tensor = OrtValue.CreateTensorValueFromMemory(values, [batch, 3, side, side]);
         using var runOptions = new RunOptions();
-        var clock = new Stopwatch();
-        double Time(InferenceSession session)
+        Sample Run(InferenceSession session) => Time(() =>
         {
-            clock.Restart();
-            using var _ = session.Run(runOptions, [ColumnNames.Pixels], [tensor], [ColumnNames.Features]);
-            return clock.Elapsed.TotalSeconds;
-        }
+            using var outputs = session.Run(runOptions, [ColumnNames.Pixels], [tensor], [ColumnNames.Features]);
+            return batch;
+        });
 
         for (var warmUp = 0; warmUp < 2; warmUp++)
         {
-            Time(floatSession);
-            Time(int8Session);
+            Run(floatSession);
+            Run(int8Session);
         }
 
         var batches = Math.Max(1, images / batch);
-        var results = new List<(double, double)>();
+        var results = new List<(Sample, Sample)>();
+        var floatBest = new Sample(double.MaxValue, 0, batch);
+        var int8Best = floatBest;
         for (var round = 0; round < rounds; round++)
         {
-            double floatSeconds = 0, int8Seconds = 0;
+            var floatSamples = new List<Sample>();
+            var int8Samples = new List<Sample>();
             for (var b = 0; b < batches; b++)
             {
-                floatSeconds += Time(floatSession);
-                int8Seconds += Time(int8Session);
+                floatSamples.Add(Run(floatSession));
+                int8Samples.Add(Run(int8Session));
             }
 
-            results.Add((batches * batch / floatSeconds, batches * batch / int8Seconds));
+            floatBest = floatSamples.Append(floatBest).MinBy(s => s.Seconds)!;
+            int8Best = int8Samples.Append(int8Best).MinBy(s => s.Seconds)!;
+            results.Add((Sample.Sum(floatSamples), Sample.Sum(int8Samples)));
         }
 
-        return results;
+        return (results, (floatBest, int8Best));
     }
 
     /// <summary>
     /// What the Predictor does per image, short of the head (a few thousand multiply-adds): read the file, decode, and run
     /// the saved chain's featurizer (resize, pixels, ApplyOnnxModel on the batch-1 graph). The two precisions take turns image by image.
     /// </summary>
-    private static ((double P50, double P90) Float, (double P50, double P90) Int8) ChainLatency(
+    private static (List<double> Float, List<double> Int8) ChainLatency(
         MLContext ml, BackboneOptions backbone, byte[] floatOne, byte[] int8One, List<string> images, int runs)
     {
         var scratch = Directory.CreateTempSubdirectory("mlnetfinetune-int8-bench-").FullName;
@@ -172,16 +197,15 @@ internal static class Int8SpeedBenchmark
 
             using var floatEngine = Engine(floatOne, "float.onnx");
             using var int8Engine = Engine(int8One, "int8.onnx");
-            double Time(PredictionEngine<ImageInput, FeaturesRow> engine, string path)
+            double Latency(PredictionEngine<ImageInput, FeaturesRow> engine, string path) => 1000 * Time(() =>
             {
-                var clock = Stopwatch.StartNew();
                 using var image = ImageDecoder.Decode(File.ReadAllBytes(path), path);
                 engine.Predict(new ImageInput { Image = image });
-                return clock.Elapsed.TotalMilliseconds;
-            }
+                return 1;
+            }).Seconds;
 
-            Time(floatEngine, images[0]);
-            Time(int8Engine, images[0]);
+            Latency(floatEngine, images[0]);
+            Latency(int8Engine, images[0]);
             var floatTimes = new List<double>();
             var int8Times = new List<double>();
             for (var r = 0; r < runs; r++)
@@ -189,22 +213,33 @@ internal static class Int8SpeedBenchmark
                 var path = images[r % images.Count];
                 if (r % 2 == 0)
                 {
-                    floatTimes.Add(Time(floatEngine, path));
-                    int8Times.Add(Time(int8Engine, path));
+                    floatTimes.Add(Latency(floatEngine, path));
+                    int8Times.Add(Latency(int8Engine, path));
                 }
                 else
                 {
-                    int8Times.Add(Time(int8Engine, path));
-                    floatTimes.Add(Time(floatEngine, path));
+                    int8Times.Add(Latency(int8Engine, path));
+                    floatTimes.Add(Latency(floatEngine, path));
                 }
             }
 
-            return ((Percentile(floatTimes, 0.5), Percentile(floatTimes, 0.9)), (Percentile(int8Times, 0.5), Percentile(int8Times, 0.9)));
+            return (floatTimes, int8Times);
         }
         finally
         {
             Directory.Delete(scratch, recursive: true);
         }
+    }
+
+    private static Sample Time(Func<int> work)
+    {
+        using var process = Process.GetCurrentProcess();
+        var cpu = process.TotalProcessorTime;
+        var clock = Stopwatch.StartNew();
+        var images = work();
+        var seconds = clock.Elapsed.TotalSeconds;
+        process.Refresh();
+        return new Sample(seconds, (process.TotalProcessorTime - cpu).TotalSeconds, images);
     }
 
     private static long Deflated(byte[] bytes)
@@ -223,6 +258,11 @@ internal static class Int8SpeedBenchmark
         var sorted = values.Order().ToList();
         return sorted[Math.Min(sorted.Count - 1, (int)Math.Ceiling(quantile * sorted.Count) - 1)];
     }
+
+    private static string Join(IEnumerable<double> values, string format = "F1") =>
+        string.Join(" / ", values.Select(v => v.ToString(format, CultureInfo.InvariantCulture)));
+
+    private static string LoadAverage() => string.Join(' ', File.ReadAllText("/proc/loadavg").Split(' ').Take(3));
 
     private static string Invariant(FormattableString text) => text.ToString(CultureInfo.InvariantCulture);
 

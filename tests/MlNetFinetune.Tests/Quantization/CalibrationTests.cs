@@ -27,6 +27,20 @@ public sealed class CalibrationTests(QuantizedBackboneFixture fixture)
     }
 
     [Fact]
+    public void StoredRangesRebuildTheSameGraph()
+    {
+        // Given the calibrated ranges written as JSON, as a workspace or a shard would store them
+        var json = fixture.Ranges.ToJson();
+
+        // When they are read back
+        var stored = ActivationRanges.FromJson(json);
+
+        // Then they give the same fingerprint and a byte-identical quantized graph
+        Assert.Equal(fixture.Ranges.Fingerprint(), stored.Fingerprint());
+        Assert.Equal(fixture.Int8Graph, Int8Quantizer.Quantize(fixture.FloatGraph, stored));
+    }
+
+    [Fact]
     public void EveryReluOutputQuantizesWithZeroPointZero()
     {
         // Given the calibrated ranges and the sites of the prepared graph

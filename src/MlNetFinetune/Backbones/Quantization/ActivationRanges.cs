@@ -1,6 +1,7 @@
 using System.Globalization;
 using System.Security.Cryptography;
 using System.Text;
+using System.Text.Json;
 
 namespace MlNetFinetune.Backbones.Quantization;
 
@@ -28,6 +29,31 @@ public sealed class ActivationRanges(IReadOnlyDictionary<string, (float Min, flo
         }
 
         return Convert.ToHexStringLower(SHA256.HashData(Encoding.UTF8.GetBytes(text.ToString())))[..16];
+    }
+
+    /// <summary>
+    /// The ranges as JSON, tensor name to [min, max], floats in their shortest exact form: a calibration stored in the
+    /// workspace and read back by a later run or by another shard rebuilds byte-identical graphs and the same fingerprint.
+    /// </summary>
+    public string ToJson() => JsonSerializer.Serialize(
+        Ranges.OrderBy(r => r.Key, StringComparer.Ordinal).ToDictionary(r => r.Key, r => new[] { r.Value.Min, r.Value.Max }, StringComparer.Ordinal));
+
+    /// <summary>Reads what <see cref="ToJson"/> wrote; throws <see cref="InvalidDataException"/> when it is not that.</summary>
+    public static ActivationRanges FromJson(string json)
+    {
+        try
+        {
+            var ranges = JsonSerializer.Deserialize<Dictionary<string, float[]>>(json)
+                ?? throw new InvalidDataException("activation ranges: empty JSON");
+            return new ActivationRanges(ranges.ToDictionary(
+                r => r.Key,
+                r => r.Value is [var min, var max] ? (min, max) : throw new InvalidDataException($"activation ranges: '{r.Key}' needs [min, max]"),
+                StringComparer.Ordinal));
+        }
+        catch (JsonException e)
+        {
+            throw new InvalidDataException($"activation ranges: not valid JSON ({e.Message})", e);
+        }
     }
 
     /// <summary>The uint8 scale and zero point of <paramref name="tensor"/>: its range widened to hold 0, in 255 steps.</summary>

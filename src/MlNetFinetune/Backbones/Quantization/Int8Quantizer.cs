@@ -14,7 +14,7 @@ namespace MlNetFinetune.Backbones.Quantization;
 /// </summary>
 public static class Int8Quantizer
 {
-    /// <summary>ONNX opset of the quantized graph: 13 is the first with per-channel DequantizeLinear (its axis attribute).</summary>
+    /// <summary>Lowest ONNX opset of the quantized graph: 13 is the first with per-channel DequantizeLinear (its axis attribute).</summary>
     public const int Opset = 13;
 
     /// <summary>Bumped whenever the rewrite changes what the quantized graph computes; part of the fingerprint.</summary>
@@ -49,8 +49,8 @@ public static class Int8Quantizer
     }
 
     /// <summary>
-    /// The float graph in the form both calibration and the rewrite work on: batch norms folded, opset 13 and IR
-    /// version 7 (initializers no longer listed as inputs, so that ONNX Runtime treats them as constants).
+    /// The float graph in the form both calibration and the rewrite work on: batch norms folded, opset 13 or later and
+    /// IR version 7 or later (initializers no longer listed as inputs, so that ONNX Runtime treats them as constants).
     /// </summary>
     internal static ModelProto Prepare(byte[] featureGraph)
     {
@@ -64,10 +64,6 @@ public static class Int8Quantizer
         }
 
         var fromOpset = model.OpsetImport.Where(o => o.Domain.Length == 0).Select(o => o.Version).DefaultIfEmpty(1).Single();
-        if (fromOpset > Opset)
-        {
-            throw new NotSupportedException($"int8 quantization expects a graph of opset {Opset} or lower; this one is opset {fromOpset}");
-        }
 
         // Split's sizes moved from an attribute to an input in opset 13; the other ops here read the same from 8 to 13.
         foreach (var split in graph.Node.Where(n => n.OpType == "Split"))
@@ -83,8 +79,8 @@ public static class Int8Quantizer
         }
 
         model.OpsetImport.Clear();
-        model.OpsetImport.Add(new OperatorSetIdProto { Domain = string.Empty, Version = Opset });
-        model.IrVersion = 7;
+        model.OpsetImport.Add(new OperatorSetIdProto { Domain = string.Empty, Version = Math.Max(fromOpset, Opset) });
+        model.IrVersion = Math.Max(model.IrVersion, 7);
         graph.ValueInfo.Clear();
         OnnxGraph.RemoveInitializerInputs(graph);
         return model;
