@@ -57,7 +57,7 @@ internal sealed record Int8BenchmarkOptions(
                     break;
                 case "--calibration": methods = [.. Value().Split(',')]; break;
                 default:
-                    throw new UserInputException($"{args[i]}: unknown option (--data, --test, --images, --rounds, --sizes, --calibration minmax|percentile:P[,...], --calibration-images, --latency-runs, --image-size, --features)");
+                    throw new UserInputException($"{args[i]}: unknown option (--data, --test, --images, --rounds, --sizes, --calibration minmax|percentile:P[@N][,...], --calibration-images, --latency-runs, --image-size, --features)");
             }
         }
 
@@ -66,11 +66,24 @@ internal sealed record Int8BenchmarkOptions(
         return options with { Calibrations = calibrations };
     }
 
-    private static QuantizationOptions ParseCalibration(string text, int images) => text.Split(':') switch
+    /// <summary>"minmax" or "percentile:P", optionally "@N" for N calibration images instead of <paramref name="images"/>.</summary>
+    private static QuantizationOptions ParseCalibration(string text, int images)
     {
-        ["minmax"] => new QuantizationOptions(CalibrationMethod.MinMax, CalibrationImages: images),
-        ["percentile", var p] when double.TryParse(p, NumberStyles.Float, CultureInfo.InvariantCulture, out var percentile) =>
-            new QuantizationOptions(CalibrationMethod.Percentile, percentile, images),
-        _ => throw new UserInputException($"--calibration {text}: use minmax or percentile:P (e.g. percentile:99.99)"),
-    };
+        var at = text.IndexOf('@');
+        if (at >= 0)
+        {
+            images = int.TryParse(text[(at + 1)..], NumberStyles.None, CultureInfo.InvariantCulture, out var n) && n > 0
+                ? n
+                : throw new UserInputException($"--calibration {text}: expected a positive image count after '@'");
+            text = text[..at];
+        }
+
+        return text.Split(':') switch
+        {
+            ["minmax"] => new QuantizationOptions(CalibrationMethod.MinMax, CalibrationImages: images),
+            ["percentile", var p] when double.TryParse(p, NumberStyles.Float, CultureInfo.InvariantCulture, out var percentile) =>
+                new QuantizationOptions(CalibrationMethod.Percentile, percentile, images),
+            _ => throw new UserInputException($"--calibration {text}: use minmax or percentile:P (e.g. percentile:99.99), optionally @N images"),
+        };
+    }
 }

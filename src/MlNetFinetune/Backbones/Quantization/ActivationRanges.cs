@@ -17,8 +17,8 @@ public sealed class ActivationRanges(IReadOnlyDictionary<string, (float Min, flo
     public IReadOnlyDictionary<string, (float Min, float Max)> Ranges { get; } = ranges;
 
     /// <summary>
-    /// Hash of every range: with the fp32 backbone's fingerprint and <see cref="QuantizationOptions.Describe"/> it
-    /// identifies the int8 features, because two calibrations with equal ranges build identical graphs.
+    /// Hash of every range: with the float backbone's fingerprint it identifies the int8 features
+    /// (<see cref="Int8Quantizer.Fingerprint"/>), because equal ranges build identical graphs.
     /// </summary>
     public string Fingerprint()
     {

@@ -41,10 +41,13 @@ public static class Int8Quantizer
         return model.ToByteArray();
     }
 
-    /// <summary>Identifies int8 features: the float backbone's fingerprint, the quantization options, the rewrite and the calibrated ranges.</summary>
-    public static string Fingerprint(string floatFingerprint, QuantizationOptions options, ActivationRanges ranges)
+    /// <summary>
+    /// Identifies int8 features, for the bottleneck cache and the manifest: the float backbone's fingerprint, the
+    /// rewrite's version and the calibrated ranges, which together fix the quantized graph (whatever options led to them).
+    /// </summary>
+    public static string Fingerprint(string floatFingerprint, ActivationRanges ranges)
     {
-        var text = Encoding.UTF8.GetBytes($"{floatFingerprint};int8;{options.Describe()};rewrite={RewriteVersion};ranges={ranges.Fingerprint()}");
+        var text = Encoding.UTF8.GetBytes($"{floatFingerprint};int8;rewrite={RewriteVersion};ranges={ranges.Fingerprint()}");
         return Convert.ToHexStringLower(SHA256.HashData(text))[..16];
     }
 

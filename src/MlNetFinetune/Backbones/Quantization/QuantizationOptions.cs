@@ -38,7 +38,7 @@ public sealed record QuantizationOptions(
         }
     }
 
-    /// <summary>Canonical text of the options, part of a quantized backbone's cache fingerprint.</summary>
+    /// <summary>Canonical text of the options, for reports and the model manifest.</summary>
     public string Describe() => Method == CalibrationMethod.MinMax
         ? string.Create(CultureInfo.InvariantCulture, $"minmax;images={CalibrationImages}")
         : string.Create(CultureInfo.InvariantCulture, $"percentile={Percentile:R};images={CalibrationImages}");
