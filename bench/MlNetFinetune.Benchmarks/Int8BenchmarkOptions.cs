@@ -6,7 +6,7 @@ namespace MlNetFinetune.Benchmarks;
 /// <summary>What the int8 benchmarks (<c>int8</c>: speed and size; <c>int8-accuracy</c>: held-out accuracy) run on.</summary>
 /// <param name="DataFolder">Image folder with class subfolders: the files featurized and calibrated on (speed), the training images (accuracy).</param>
 /// <param name="TestFolder">Held-out images with the same classes (accuracy only).</param>
-/// <param name="Images">Real files featurized per round (speed).</param>
+/// <param name="Images">Images per turn at up to 64 px (speed); a quarter of them at larger sizes.</param>
 /// <param name="Rounds">Times each speed measurement is repeated, float and int8 alternating, to show the spread on a shared machine.</param>
 /// <param name="Sizes">Input sides measured (speed); batch 64 at up to 64 px, 16 above.</param>
 /// <param name="Calibrations">Quantization settings compared (accuracy) or the first one used (speed).</param>
