@@ -16,6 +16,16 @@ namespace MlNetFinetune.Benchmarks;
 /// </summary>
 internal sealed class FileFeaturizer
 {
+    /// <summary>How the backbone side runs: the Trainer's layout today is one session on all cores with ONNX Runtime's spinning threads.</summary>
+    /// <param name="Sessions">Sessions taking batches from the decoders in parallel.</param>
+    /// <param name="ThreadsPerSession">Intra-op threads of each session; null for all cores (BackboneSession's choice).</param>
+    /// <param name="Spinning">Whether ONNX Runtime's idle intra-op threads spin (its default) instead of sleeping.</param>
+    public sealed record Layout(int Sessions = 1, int? ThreadsPerSession = null, bool Spinning = true)
+    {
+        public override string ToString() => string.Create(System.Globalization.CultureInfo.InvariantCulture,
+            $"{Sessions} session(s) x {(ThreadsPerSession is int t ? t.ToString(System.Globalization.CultureInfo.InvariantCulture) : "all cores")} thread(s){(Spinning ? "" : ", no spinning")}");
+    }
+
     private readonly MLContext _ml = new(1);
     private readonly BackboneOptions _backbone;
     private readonly int _batchSize;
@@ -32,23 +42,61 @@ internal sealed class FileFeaturizer
     public static int DefaultWorkers => Math.Max(1, Environment.ProcessorCount / 2);
 
     /// <summary>Features of <paramref name="paths"/> in their order (null where a file does not decode), and the wall time.</summary>
-    public (float[]?[] Features, TimeSpan Elapsed) Run(byte[] graph, IReadOnlyList<string> paths, int workers)
+    public (float[]?[] Features, TimeSpan Elapsed) Run(byte[] graph, IReadOnlyList<string> paths, int workers, Layout? layout = null)
     {
-        using var session = BackboneSession.Create(graph, null, out _);
-        var clock = Stopwatch.StartNew();
-        var features = new float[]?[paths.Count];
-        var decoded = Channel.CreateBounded<(int Index, float[] Pixels)>(new BoundedChannelOptions(_batchSize * 4) { SingleReader = true });
-        var decoders = StartDecoders(paths, workers, (index, pixels) => decoded.Writer.WriteAsync((index, pixels)).AsTask().GetAwaiter().GetResult());
-        _ = Task.WhenAll(decoders).ContinueWith(t => decoded.Writer.Complete(t.Exception), TaskScheduler.Default);
+        layout ??= new Layout();
+        var sessions = Enumerable.Range(0, layout.Sessions).Select(_ => CreateSession(graph, layout)).ToList();
+        try
+        {
+            var clock = Stopwatch.StartNew();
+            var features = new float[]?[paths.Count];
+            var decoded = Channel.CreateBounded<(int Index, float[] Pixels)>(new BoundedChannelOptions(_batchSize * 4 * layout.Sessions));
+            var decoders = StartDecoders(paths, workers, (index, pixels) => decoded.Writer.WriteAsync((index, pixels)).AsTask().GetAwaiter().GetResult());
+            _ = Task.WhenAll(decoders).ContinueWith(t => decoded.Writer.Complete(t.Exception), TaskScheduler.Default);
+            var runners = sessions.Skip(1).Select(session => Task.Run(() => RunBatches(session, decoded.Reader, features))).ToList();
+            RunBatches(sessions[0], decoded.Reader, features);
+            Task.WaitAll([.. decoders, .. runners]);
+            return (features, clock.Elapsed);
+        }
+        finally
+        {
+            sessions.ForEach(s => s.Dispose());
+        }
+    }
+
+    private static InferenceSession CreateSession(byte[] graph, Layout layout)
+    {
+        if (layout.ThreadsPerSession is null && layout.Spinning)
+        {
+            return BackboneSession.Create(graph, null, out _);
+        }
+
+        using var options = new SessionOptions
+        {
+            GraphOptimizationLevel = GraphOptimizationLevel.ORT_ENABLE_ALL,
+            ExecutionMode = ExecutionMode.ORT_SEQUENTIAL,
+            IntraOpNumThreads = layout.ThreadsPerSession ?? Environment.ProcessorCount,
+            InterOpNumThreads = 1,
+        };
+        if (!layout.Spinning)
+        {
+            options.AddSessionConfigEntry("session.intra_op.allow_spinning", "0");
+        }
+
+        return new InferenceSession(graph, options);
+    }
+
+    private void RunBatches(InferenceSession session, ChannelReader<(int Index, float[] Pixels)> reader, float[]?[] features)
+    {
         var side = _backbone.ImageSize;
         var pixelCount = 3 * side * side;
         var featureSize = _backbone.FeatureSize;
         var batch = new List<(int Index, float[] Pixels)>(_batchSize);
         using var runOptions = new RunOptions();
-        while (decoded.Reader.WaitToReadAsync().AsTask().GetAwaiter().GetResult())
+        while (reader.WaitToReadAsync().AsTask().GetAwaiter().GetResult())
         {
             batch.Clear();
-            while (batch.Count < _batchSize && decoded.Reader.TryRead(out var item))
+            while (batch.Count < _batchSize && reader.TryRead(out var item))
             {
                 batch.Add(item);
             }
@@ -67,9 +115,6 @@ internal sealed class FileFeaturizer
                 features[batch[i].Index] = values.Slice(i * featureSize, featureSize).ToArray();
             }
         }
-
-        Task.WaitAll(decoders);
-        return (features, clock.Elapsed);
     }
 
     /// <summary>Images per second of the decode half alone (read, hash, decode, resize, pixels) on <paramref name="workers"/> threads.</summary>
