@@ -76,7 +76,46 @@ public sealed class QuantizedFeatureTests(QuantizedBackboneFixture fixture)
         }
     }
 
+    [Fact]
+    public void SavedChainWithTheInt8GraphReloadsAndComputesTheCachedFeatures()
+    {
+        // Given the ML.NET featurizer chain on the int8 batch-1 graph, saved to a zip and the graph file deleted
+        var ml = new MLContext(1);
+        var folder = Directory.CreateTempSubdirectory("mlnetfinetune-int8-chain-").FullName;
+        var graphPath = Path.Combine(folder, "int8.onnx");
+        File.WriteAllBytes(graphPath, fixture.Int8BatchOneGraph);
+        var empty = ml.Data.LoadFromEnumerable(Array.Empty<ImageInput>());
+        var chain = ImageClassificationChain.Featurizer(ml, graphPath, fixture.Options.ImageSize).Fit(empty);
+        var zip = Path.Combine(folder, "featurizer.zip");
+        ml.Model.Save(chain, empty.Schema, zip);
+        File.Delete(graphPath);
+
+        // When the reloaded chain featurizes sample files, as the Predictor does
+        var reloaded = ml.Model.Load(zip, out _);
+        using var engine = ml.Model.CreatePredictionEngine<ImageInput, FeaturesRow>(reloaded);
+        var features = fixture.Images.Take(5).Select(image =>
+        {
+            using var decoded = ImageDecoder.Decode(File.ReadAllBytes(image.Path), image.Path);
+            return engine.Predict(new ImageInput { Image = decoded }).Features;
+        }).ToList();
+
+        // Then it computes exactly the features the bulk int8 graph computes for the bottleneck cache
+        var bulk = fixture.Featurize(fixture.Int8Graph, fixture.Pixels.Take(5).ToList());
+        for (var i = 0; i < bulk.Count; i++)
+        {
+            Assert.Equal(bulk[i], features[i]);
+        }
+
+        Directory.Delete(folder, recursive: true);
+    }
+
     private FeatureRow Row(int index, IReadOnlyList<float[]> features) => new() { Label = fixture.Images[index].Label, Features = features[index] };
+
+    private sealed class FeaturesRow
+    {
+        [Microsoft.ML.Data.ColumnName(ColumnNames.Features)]
+        public float[] Features { get; set; } = [];
+    }
 
     private static double RelativeError(float[] expected, float[] actual)
     {
