@@ -4,12 +4,18 @@
 # in-process latency, starts the server on a free loopback port, drives POST /predict with the sample PNGs at
 # each concurrency level, prints the table, then stops the server with SIGTERM.
 #
-#   scripts/loadtest.sh [model.zip]        environment: REQUESTS (per level, default 200), CONCURRENCY (default 1,8,32)
+# Then presses the server's memory: 64 concurrent uploads of a 9 MB PNG, and the decompression-bomb corpus among good
+# images, printing the server's peak resident memory and every answer.
+#
+#   scripts/loadtest.sh [model.zip]        environment: REQUESTS (per level, default 200), CONCURRENCY (default 1,8,32),
+#                                          UPLOADS (concurrent large uploads, default 64), UPLOAD_BYTES (default 9000000)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 requests="${REQUESTS:-200}"
 concurrency="${CONCURRENCY:-1,8,32}"
+uploads="${UPLOADS:-64}"
+upload_bytes="${UPLOAD_BYTES:-9000000}"
 images=data/fashion-mnist-sample
 # sed, not head: head would stop reading, and with pipefail sort's SIGPIPE would end the script.
 sample="$(find "$images" -name '*.png' | sort | sed -n 1p)"
@@ -42,8 +48,8 @@ if [[ -z "$model" ]]; then
 fi
 echo "model: $model"
 
-echo "== cold start: process start to first prediction, dotnet $predict --model <model> $sample"
-for run in 1 2 3; do
+echo "== cold start: process start to first printed result, dotnet $predict --model <model> $sample"
+for run in 1 2 3 4 5; do
     start=$(date +%s%N)
     dotnet "$predict" --model "$model" "$sample" > /dev/null
     echo "run $run: $(( ($(date +%s%N) - start) / 1000000 )) ms"
@@ -51,6 +57,9 @@ done
 
 echo "== in-process latency, one image at a time"
 dotnet "$loadtest" library --model "$model" --image "$sample" --calls "$requests"
+
+echo "== memory per engine"
+dotnet "$loadtest" memory --model "$model" --image "$sample" --engines 4
 
 echo "== serve on a free loopback port"
 dotnet "$predict" serve --model "$model" --urls http://127.0.0.1:0 > "$work/serve.out" 2> "$work/serve.err" &
@@ -73,6 +82,12 @@ echo "$(cat "$work/serve.out") (ready after $(( ($(date +%s%N) - start) / 100000
 echo "== load"
 status=0
 dotnet "$loadtest" http --url "$url" --images "$images" --concurrency "$concurrency" --requests "$requests" --server-pid "$server_pid" || status=$?
+
+echo "== $uploads concurrent uploads of about $upload_bytes bytes"
+dotnet "$loadtest" uploads --url "$url" --server-pid "$server_pid" --clients "$uploads" --bytes "$upload_bytes" || status=$?
+
+echo "== decompression bombs among good images"
+dotnet "$loadtest" bombs --url "$url" --server-pid "$server_pid" --images "$images" || status=$?
 
 echo "== stop (SIGTERM)"
 kill -TERM "$server_pid"

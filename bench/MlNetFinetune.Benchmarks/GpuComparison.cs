@@ -11,16 +11,16 @@ public static class GpuComparison
 {
     public static int Run(BenchmarkOptions options, TextWriter output)
     {
-        var backbone = new BackboneOptions(options.ImageSize, options.Features);
-        var paths = ImageFolder.Scan(options.DataFolder).Images.Take(options.Images).Select(i => i.Path).ToList();
+        var backbone = new ResNet18Backbone(new BackboneOptions(options.ImageSize, options.Features));
+        var images = ImageFolder.Scan(options.DataFolder).Images.Take(options.Images).ToList();
         var scratch = Directory.CreateTempSubdirectory("mlnetfinetune-gpu-").FullName;
         try
         {
             var ml = new MLContext(1);
-            using var cpuCache = BottleneckCache.Open(scratch, "cpu", backbone.FeatureSize);
-            using var gpuCache = BottleneckCache.Open(scratch, "gpu", backbone.FeatureSize);
-            var cpu = new BulkFeaturizer(ml, backbone, new FeaturizationOptions(options.BatchSize)).Featurize(paths, cpuCache);
-            var gpu = new BulkFeaturizer(ml, backbone, new FeaturizationOptions(options.BatchSize, GpuDevice: options.GpuDevice ?? 0)).Featurize(paths, gpuCache);
+            using var cpuStore = FeatureStore.Open(ml, Path.Combine(scratch, "cpu"), backbone, new FeaturizationOptions(options.BatchSize));
+            using var gpuStore = FeatureStore.Open(ml, Path.Combine(scratch, "gpu"), backbone, new FeaturizationOptions(options.BatchSize, GpuDevice: options.GpuDevice ?? 0));
+            var cpu = cpuStore.Featurize(images);
+            var gpu = gpuStore.Featurize(images);
             if (gpu.GpuFallbackMessage is not null)
             {
                 output.WriteLine(gpu.GpuFallbackMessage);
@@ -28,15 +28,12 @@ public static class GpuComparison
             }
 
             var largest = 0f;
-            foreach (var key in cpu.KeyByPath.Values)
+            foreach (var (a, b) in cpu.Images.Zip(gpu.Images).Where(p => p.First.IsUsable && p.Second.IsUsable).Select(p => (p.First.Features!, p.Second.Features!)))
             {
-                if (cpuCache.TryGet(key, out var a) && gpuCache.TryGet(key, out var b))
-                {
-                    largest = Math.Max(largest, a.Zip(b, (x, y) => Math.Abs(x - y)).Max());
-                }
+                largest = Math.Max(largest, a.Zip(b, (x, y) => Math.Abs(x - y)).Max());
             }
 
-            output.WriteLine(string.Create(CultureInfo.InvariantCulture, $"{paths.Count} images, {backbone.Describe()}, batch {options.BatchSize}"));
+            output.WriteLine(string.Create(CultureInfo.InvariantCulture, $"{images.Count} images, {backbone.Describe()}, batch {options.BatchSize}"));
             output.WriteLine(string.Create(CultureInfo.InvariantCulture, $"CPU featurization: {cpu.ImagesPerSecond:F1} images/s"));
             output.WriteLine(string.Create(CultureInfo.InvariantCulture, $"GPU featurization: {gpu.ImagesPerSecond:F1} images/s"));
             output.WriteLine(string.Create(CultureInfo.InvariantCulture, $"largest |CPU - GPU| feature difference: {largest:G3}"));

@@ -4,6 +4,7 @@ using Microsoft.ML;
 using Microsoft.ML.OnnxRuntime;
 using MlNetFinetune.Backbones;
 using MlNetFinetune.Data;
+using MlNetFinetune.Images;
 using MlNetFinetune.Pipeline;
 using MlNetFinetune.Prediction;
 using MlNetFinetune.Training;
@@ -39,9 +40,8 @@ public static class ThroughputBenchmark
             }
 
             var ml = new MLContext(1);
-            using var cache = BottleneckCache.Open(scratch, "bench", backbone.FeatureSize);
-            var featurization = new BulkFeaturizer(ml, backbone, new FeaturizationOptions(options.BatchSize, GpuDevice: options.GpuDevice))
-                .Featurize([.. images.Select(i => i.Path)], cache);
+            using var store = FeatureStore.Open(ml, scratch, new ResNet18Backbone(backbone), new FeaturizationOptions(options.BatchSize, GpuDevice: options.GpuDevice));
+            var featurization = store.Featurize(images);
             var featurizationRate = featurization.ImagesPerSecond;
             var chainRate = MeasureChainFeaturization(ml, backbone, images, scratch);
 

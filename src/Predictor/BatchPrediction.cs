@@ -1,5 +1,6 @@
 using System.Diagnostics;
 using System.Globalization;
+using MlNetFinetune.Images;
 using MlNetFinetune.Prediction;
 
 namespace MlNetFinetune.Predictor;
@@ -25,7 +26,7 @@ public static class BatchPrediction
                 {
                     return new ImageOutcome(file, classifier.Predict(file, top), null);
                 }
-                catch (InvalidDataException e)
+                catch (InvalidImageException e)
                 {
                     return new ImageOutcome(file, null, e.Message);
                 }

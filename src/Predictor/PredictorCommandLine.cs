@@ -1,5 +1,7 @@
 using System.CommandLine;
+using MlNetFinetune.CommandLine;
 using MlNetFinetune.Data;
+using MlNetFinetune.Images;
 using MlNetFinetune.Prediction;
 using MlNetFinetune.Predictor.Serving;
 
@@ -18,7 +20,10 @@ public static class PredictorCommandLine
     /// </summary>
     public static int Run(string[] args, TextWriter output, TextWriter error, bool errorIsTerminal = false)
     {
-        var parse = Build(output, error, errorIsTerminal).Parse(args);
+        // `serve` has a command line of its own: as a subcommand of the batch command its usage would show the batch
+        // command's required image arguments ("<images>... serve [options]").
+        var root = args is ["serve", ..] ? ServeRoot(output, error) : PredictRoot(output, error, errorIsTerminal);
+        var parse = root.Parse(args);
         if (parse.Errors.Count > 0)
         {
             foreach (var parseError in parse.Errors)
@@ -26,45 +31,57 @@ public static class PredictorCommandLine
                 error.WriteLine($"error: {parseError.Message}");
             }
 
-            error.WriteLine("run with --help for the options");
+            error.WriteLine($"run with {(args is ["serve", ..] ? "serve " : "")}--help for the options");
             return UserError;
         }
 
         return parse.Invoke(new InvocationConfiguration { Output = output, Error = error });
     }
 
-    private static RootCommand Build(TextWriter output, TextWriter error, bool errorIsTerminal)
+    private static RootCommand PredictRoot(TextWriter output, TextWriter error, bool errorIsTerminal)
     {
         var model = new Option<string>("--model") { Description = "model.zip written by the Trainer", Required = true };
-        var top = new Option<int>("--top") { Description = "How many classes to list per image", DefaultValueFactory = _ => 3 };
+        var top = new Option<int>("--top") { Description = "How many classes to list per image", DefaultValueFactory = _ => 3 }.Invariant();
         var json = new Option<bool>("--json") { Description = "One JSON object per image (JSON lines) instead of text" };
         var file = new Option<string?>("--output") { Description = "Write the results to this .csv or .jsonl file and show progress instead of printing them" };
+        var maxPixels = new Option<long>("--max-pixels") { Description = "Largest width x height an image may declare; larger ones are reported and skipped before decoding", DefaultValueFactory = _ => ImageLimits.DefaultMaxPixels }.Invariant();
         var inputs = new Argument<string[]>("images") { Description = "Image files or folders (searched recursively)", Arity = ArgumentArity.OneOrMore };
-        var root = new RootCommand("Classifies images with a model trained by MlNetFinetune.") { model, top, json, file, inputs, BuildServe(output, error) };
-        top.Validators.Add(result =>
+        var root = new RootCommand("Classifies images with a model trained by MlNetFinetune. `serve --help` describes the HTTP server.")
         {
-            if (result.GetValueOrDefault<int>() < 1)
-            {
-                result.AddError("--top must be at least 1");
-            }
-        });
-        root.SetAction(parse => Predict(
-            parse.GetValue(model)!, parse.GetValue(inputs)!, parse.GetValue(top), parse.GetValue(json), parse.GetValue(file), output, error, errorIsTerminal));
+            model, top, json, file, maxPixels, inputs, ServeCommand(output, error),
+        };
+        root.SetAction(parse => Guard(error, () => Predict(
+            new PredictOptions(parse.GetValue(model)!, parse.GetValue(inputs)!, parse.GetValue(top), parse.GetValue(json), parse.GetValue(file), parse.GetValue(maxPixels)),
+            output, error, errorIsTerminal)));
         return root;
     }
 
-    private static Command BuildServe(TextWriter output, TextWriter error)
+    private static RootCommand ServeRoot(TextWriter output, TextWriter error) =>
+        new("Classifies images with a model trained by MlNetFinetune.") { ServeCommand(output, error) };
+
+    private static Command ServeCommand(TextWriter output, TextWriter error)
     {
         var model = new Option<string>("--model") { Description = "model.zip written by the Trainer", Required = true };
-        var urls = new Option<string>("--urls") { Description = "Addresses to listen on, separated by ';' (port 0: any free port)", DefaultValueFactory = _ => ServeOptions.DefaultUrls };
-        var maxBody = new Option<long>("--max-body-bytes") { Description = "Largest request body; larger ones get 413", DefaultValueFactory = _ => ServeOptions.DefaultMaxBodyBytes };
-        var maxPixels = new Option<long>("--max-pixels") { Description = "Largest width x height an image may declare; larger ones get 422 before decoding", DefaultValueFactory = _ => ServeOptions.DefaultMaxPixels };
-        var concurrency = new Option<int?>("--max-concurrency") { Description = $"Predictions run at once, each with its own copy of the model (default {ImageClassifier.DefaultMaxConcurrency} here)" };
-        var serve = new Command("serve", "Serves the model over HTTP: POST /predict, GET /health, GET /model.") { model, urls, maxBody, maxPixels, concurrency };
+        var urls = new Option<string>("--urls") { Description = "http:// addresses to listen on, separated by ';' (port 0: any free port)", DefaultValueFactory = _ => ServeOptions.DefaultUrls };
+        var maxBody = new Option<long>("--max-body-bytes") { Description = "Largest request body; larger ones get 413", DefaultValueFactory = _ => ServeOptions.DefaultMaxBodyBytes }.Invariant();
+        var maxInFlight = new Option<long>("--max-inflight-bytes") { Description = "Request bodies held in memory at once; further requests wait, unread", DefaultValueFactory = _ => ServeOptions.DefaultMaxInFlightBytes }.Invariant();
+        var maxPixels = new Option<long>("--max-pixels") { Description = "Largest width x height an image may declare; larger ones get 422 before decoding", DefaultValueFactory = _ => ServeOptions.DefaultMaxPixels }.Invariant();
+        var concurrency = new Option<int?>("--max-concurrency") { Description = $"Predictions run at once (default {ImageClassifier.DefaultMaxConcurrency} here)" }.Invariant();
+        var hosts = new Option<string[]>("--allowed-hosts") { Description = "Host names clients may use besides localhost and IP addresses ('*': any)", AllowMultipleArgumentsPerToken = true };
+        var origins = new Option<string[]>("--allowed-origins") { Description = "Web origins whose pages may call the server, e.g. https://app.example.com ('*': any)", AllowMultipleArgumentsPerToken = true };
+        var serve = new Command("serve", "Serves the model over HTTP: POST /predict, GET /health, GET /model.")
+        {
+            model, urls, maxBody, maxInFlight, maxPixels, concurrency, hosts, origins,
+        };
         serve.SetAction(parse => Guard(error, () =>
         {
             PredictionServer.Run(
-                new ServeOptions(parse.GetValue(model)!, parse.GetValue(urls)!, parse.GetValue(maxBody), parse.GetValue(maxPixels), parse.GetValue(concurrency)),
+                new ServeOptions(parse.GetValue(model)!, parse.GetValue(urls)!, parse.GetValue(maxBody), parse.GetValue(maxPixels), parse.GetValue(concurrency))
+                {
+                    MaxInFlightBytes = parse.GetValue(maxInFlight),
+                    AllowedHosts = parse.GetValue(hosts) ?? [],
+                    AllowedOrigins = parse.GetValue(origins) ?? [],
+                },
                 output);
             return Success;
         }));
@@ -72,37 +89,36 @@ public static class PredictorCommandLine
     }
 
     /// <summary>
-    /// Classifies every image under <paramref name="inputs"/> to <paramref name="output"/>, or to <paramref name="outputFile"/>
-    /// when given; bad images are reported on <paramref name="error"/> and the rest go on.
+    /// Classifies every image under the inputs to <paramref name="output"/>, or to the output file when given; bad
+    /// images are reported on <paramref name="error"/> and the rest go on.
     /// </summary>
-    private static int Predict(
-        string modelPath, IReadOnlyList<string> inputs, int top, bool json, string? outputFile, TextWriter output, TextWriter error, bool errorIsTerminal) =>
-        Guard(error, () =>
+    private static int Predict(PredictOptions options, TextWriter output, TextWriter error, bool errorIsTerminal)
+    {
+        options.Validate();
+        var format = options.OutputFile is null ? options.Json ? ResultFormat.JsonLines : ResultFormat.Text : ResultRows.FormatOfFile(options.OutputFile);
+        var files = ExpandInputs(options.Inputs);
+        using var classifier = ImageClassifier.Load(new ImageClassifierOptions { ModelPath = options.ModelPath, Limits = new ImageLimits(MaxPixels: options.MaxPixels) });
+        if (options.OutputFile is not null)
         {
-            var format = outputFile is null ? json ? ResultFormat.JsonLines : ResultFormat.Text : ResultRows.FormatOfFile(outputFile);
-            var files = ExpandInputs(inputs);
-            using var classifier = ImageClassifier.Load(modelPath);
-            if (outputFile is not null)
-            {
-                return BatchPrediction.WriteFile(classifier, files, top, outputFile, error, errorIsTerminal) == 0 ? Success : UserError;
-            }
+            return BatchPrediction.WriteFile(classifier, files, options.Top, options.OutputFile, error, errorIsTerminal) == 0 ? Success : UserError;
+        }
 
-            var failed = 0;
-            foreach (var outcome in BatchPrediction.PredictAll(classifier, files, top))
+        var failed = 0;
+        foreach (var outcome in BatchPrediction.PredictAll(classifier, files, options.Top))
+        {
+            if (outcome.Result is null)
             {
-                if (outcome.Result is null)
-                {
-                    error.WriteLine($"error: {outcome.Problem}");
-                    failed++;
-                }
-                else
-                {
-                    output.WriteLine(ResultRows.Row(format, top, outcome.Path, outcome.Result, null));
-                }
+                error.WriteLine($"error: {outcome.Problem}");
+                failed++;
             }
+            else
+            {
+                output.WriteLine(ResultRows.Row(format, options.Top, outcome.Path, outcome.Result, null));
+            }
+        }
 
-            return failed == 0 ? Success : UserError;
-        });
+        return failed == 0 ? Success : UserError;
+    }
 
     /// <summary>Maps failures to one line and an exit code: the user's mistakes to 2, anything else to 1.</summary>
     private static int Guard(TextWriter error, Func<int> run)
@@ -131,10 +147,9 @@ public static class PredictorCommandLine
         {
             if (Directory.Exists(input))
             {
-                var found = Directory.EnumerateFiles(input, "*", SearchOption.AllDirectories)
-                    .Where(ImageFolder.IsImageFile)
-                    .Order(StringComparer.Ordinal)
-                    .ToList();
+                // Paths are shown as the user wrote the folder, not made absolute.
+                var root = Path.GetFullPath(input);
+                var found = ImageFolder.FindImageFiles(input, out _).Select(f => Path.Join(input, Path.GetRelativePath(root, f))).ToList();
                 if (found.Count == 0)
                 {
                     throw new UserInputException($"{input}: folder holds no images");
@@ -142,7 +157,7 @@ public static class PredictorCommandLine
 
                 files.AddRange(found);
             }
-            else if (File.Exists(input))
+            else if (File.Exists(input) || new FileInfo(input).LinkTarget is not null)
             {
                 files.Add(input);
             }

@@ -1,4 +1,3 @@
 using MlNetFinetune.Trainer;
-using Spectre.Console;
 
-return TrainerCommandLine.Run(args, AnsiConsole.Console, Console.Error);
+return TrainerCommandLine.Run(args, TrainerCommandLine.CreateConsole(Console.Out, Console.IsOutputRedirected), Console.Error);

@@ -11,7 +11,16 @@ public static class ReportConsole
     {
         var t = report.Training;
         console.WriteLine();
-        console.Write(new Rule("[bold]Held-out evaluation[/]").LeftJustified());
+        // A rule spans the console's width, which is unbounded when output is redirected.
+        if (console.Profile.Capabilities.Interactive)
+        {
+            console.Write(new Rule("[bold]Held-out evaluation[/]").LeftJustified());
+        }
+        else
+        {
+            console.MarkupLine("[bold]Held-out evaluation[/]");
+        }
+
         console.WriteLine(string.Create(CultureInfo.InvariantCulture,
             $"{t.HeldOutImages} held-out images ({t.HeldOutSource}); trained on {t.TrainImages} + {t.ValidationImages} validation; {t.Backbone}, head {t.Head}, L2 = {t.L2Regularization}"));
 

@@ -1,5 +1,6 @@
 using System.CommandLine;
 using System.Globalization;
+using MlNetFinetune.CommandLine;
 using MlNetFinetune.Backbones;
 using MlNetFinetune.Data;
 using MlNetFinetune.Pipeline;
@@ -17,18 +18,25 @@ public static class TrainerCommandLine
     private static readonly Option<string?> s_data = new("--data") { Description = $"Training images, one subfolder per class (default: {SampleFolder})" };
     private static readonly Option<string?> s_test = new("--test") { Description = "Held-out images with the same class subfolders (default: a stratified split of --data)" };
     private static readonly Option<string> s_output = new("--output") { Description = "Folder for model.zip, report.json, report.md", DefaultValueFactory = _ => "out" };
-    private static readonly Option<int> s_seed = new("--seed") { Description = "Seed of the splits and of ML.NET", DefaultValueFactory = _ => 1 };
+    private static readonly Option<int> s_seed = new Option<int>("--seed") { Description = "Seed of the splits and of ML.NET", DefaultValueFactory = _ => 1 }.Invariant();
     private static readonly Option<string?> s_workspace = new("--workspace") { Description = "Bottleneck cache folder (default: ~/.cache/mlnetfinetune)" };
-    private static readonly Option<double> s_heldOut = new("--held-out-fraction") { Description = "Share of each class held out when --test is not given", DefaultValueFactory = _ => 0.2 };
-    private static readonly Option<int?> s_imageSize = new("--image-size") { Description = "Backbone input side in pixels, a multiple of 32 (default: chosen from the images' size)" };
-    private static readonly Option<string?> s_features = new("--features") { Description = "Pooled backbone taps, e.g. s4, s3+s4, s2g2+s3g2+s4 (default: chosen from the data)" };
+    private static readonly Option<double> s_heldOut = new Option<double>("--held-out-fraction") { Description = "Share of each class held out when --test is not given", DefaultValueFactory = _ => 0.2 }.Invariant();
+    private static readonly Option<int?> s_imageSize = new Option<int?>("--image-size") { Description = "Backbone input side in pixels, a multiple of 32 (default: chosen from the images' size)" }.Invariant();
+    private static readonly Option<string?> s_features = new("--features") { Description = "Pooled backbone taps, e.g. s4, s3+s4, s2g2+s3g2+s4 (default: chosen from the data); with --backbone <file.onnx>: tensor names joined by ',', name@g2 pools on a 2x2 grid (default: its first output)" };
+    private static readonly Option<string?> s_backbone = new("--backbone") { Description = "resnet18 (built in) or the path of your own ONNX image model, input [N,3,H,W] float (default: resnet18)" };
+    private static readonly Option<string?> s_pixelRange = new("--pixel-range") { Description = "With --backbone <file.onnx>: the input range its mean and std apply in, 0-1 or 0-255 (default 0-1)" };
+    private static readonly Option<string?> s_pixelMean = new("--pixel-mean") { Description = "With --backbone <file.onnx>: per-channel mean, e.g. 0.485,0.456,0.406 (the default)" };
+    private static readonly Option<string?> s_pixelStd = new("--pixel-std") { Description = "With --backbone <file.onnx>: per-channel standard deviation, e.g. 0.229,0.224,0.225 (the default)" };
+    private static readonly Option<string?> s_channelOrder = new("--channel-order") { Description = "With --backbone <file.onnx>: rgb or bgr (default rgb)" };
+    private static readonly Option<long> s_maxPixels = new Option<long>("--max-pixels") { Description = "Largest width x height an image may decode to; larger ones are skipped before decoding", DefaultValueFactory = _ => Images.ImageLimits.DefaultMaxPixels }.Invariant();
     private static readonly Option<bool> s_mirrored = new("--mirrored-views") { Description = "Also train on the horizontally mirrored view of every training image" };
+    private static readonly Option<bool> s_keepDuplicates = new("--keep-held-out-duplicates") { Description = "Score held-out images whose bytes equal a training image's too (by default they are left out of the score and listed)" };
     private static readonly Option<string?> s_shard = new("--shard") { Description = "Only featurize shard k of n (k/n) into the cache, for running on several machines; then train without it" };
-    private static readonly Option<float?> s_l2 = new("--l2") { Description = "L2 strength of the head (default: chosen on the validation split)" };
+    private static readonly Option<float?> s_l2 = new Option<float?>("--l2") { Description = "L2 strength of the head (default: chosen on the validation split)" }.Invariant();
     private static readonly Option<string> s_head = new("--head") { Description = "softmax: L2 search of the softmax head; auto: also SDCA and LightGBM heads, on the validation split", DefaultValueFactory = _ => HeadOptions.SoftmaxSearch };
-    private static readonly Option<double> s_searchMinutes = new("--search-minutes") { Description = "Time budget of the head search", DefaultValueFactory = _ => 10 };
-    private static readonly Option<int> s_batch = new("--batch-size") { Description = "Images per backbone call", DefaultValueFactory = _ => new FeaturizationOptions().BatchSize };
-    private static readonly Option<int?> s_gpu = new("--gpu") { Description = "Run the backbone on this CUDA device, 0 when no number is given (falls back to the CPU with a message)", Arity = ArgumentArity.ZeroOrOne };
+    private static readonly Option<double> s_searchMinutes = new Option<double>("--search-minutes") { Description = "Time budget of the head search", DefaultValueFactory = _ => 10 }.Invariant();
+    private static readonly Option<int> s_batch = new Option<int>("--batch-size") { Description = "Images per backbone call", DefaultValueFactory = _ => new FeaturizationOptions().BatchSize }.Invariant();
+    private static readonly Option<int?> s_gpu = new Option<int?>("--gpu") { Description = "Run the backbone on this CUDA device, 0 when no number is given (falls back to the CPU with a message)", Arity = ArgumentArity.ZeroOrOne }.Invariant();
 
     /// <summary>Parses and runs; returns the exit code. Errors go to <paramref name="error"/>, everything else to <paramref name="console"/>.</summary>
     public static int Run(string[] args, IAnsiConsole console, TextWriter error)
@@ -64,6 +72,47 @@ public static class TrainerCommandLine
         }
     }
 
+    /// <summary>
+    /// Parses a training command line (no subcommand) into validated options without doing any work; throws
+    /// <see cref="UserInputException"/> with the first problem, as the program would print it.
+    /// </summary>
+    public static TrainingOptions Parse(string[] args)
+    {
+        var parse = Build(AnsiConsole.Console, TextWriter.Null, CancellationToken.None).Parse(args);
+        if (parse.Errors.Count > 0)
+        {
+            throw new UserInputException(parse.Errors[0].Message);
+        }
+
+        var options = ToOptions(parse);
+        options.Validate();
+        return options;
+    }
+
+    /// <summary>
+    /// The console the Trainer writes to. Spectre.Console wraps text at the console's width and takes 80 columns when
+    /// the output is not a terminal, which would break every long line of a log file; redirected output gets a width no
+    /// line reaches.
+    /// </summary>
+    public static IAnsiConsole CreateConsole(TextWriter output, bool redirected)
+    {
+        var console = AnsiConsole.Create(new AnsiConsoleSettings
+        {
+            Out = new AnsiConsoleOutput(output),
+            Interactive = redirected ? InteractionSupport.No : InteractionSupport.Detect,
+            Ansi = redirected ? AnsiSupport.No : AnsiSupport.Detect,
+        });
+        if (redirected)
+        {
+            console.Profile.Width = RedirectedWidth;
+        }
+
+        return console;
+    }
+
+    /// <summary>The console width when output is redirected: wider than any line the Trainer prints.</summary>
+    public const int RedirectedWidth = 1 << 16;
+
     /// <summary>Maps parsed options to <see cref="TrainingOptions"/>.</summary>
     public static TrainingOptions ToOptions(ParseResult parse)
     {
@@ -78,16 +127,25 @@ public static class TrainerCommandLine
         {
             ImageSize = parse.GetValue(s_imageSize),
             Features = parse.GetValue(s_features),
+            Backbone = parse.GetValue(s_backbone),
+            Pixels = PixelConvention.Parse(parse.GetValue(s_pixelRange), parse.GetValue(s_pixelMean), parse.GetValue(s_pixelStd), parse.GetValue(s_channelOrder)),
             MirroredViews = parse.GetValue(s_mirrored),
-            Head = new HeadOptions(parse.GetValue(s_l2), Search: parse.GetValue(s_head)!, SearchBudget: TimeSpan.FromMinutes(parse.GetValue(s_searchMinutes))),
-            Featurization = new FeaturizationOptions(BatchSize: parse.GetValue(s_batch), GpuDevice: gpuGiven ? parse.GetValue(s_gpu) ?? 0 : null),
+            ExcludeHeldOutDuplicates = !parse.GetValue(s_keepDuplicates),
+            Head = new HeadOptions(parse.GetValue(s_l2), Search: parse.GetValue(s_head)!, SearchBudget: SearchBudget(parse.GetValue(s_searchMinutes))),
+            Featurization = new FeaturizationOptions(BatchSize: parse.GetValue(s_batch), GpuDevice: gpuGiven ? parse.GetValue(s_gpu) ?? 0 : null,
+                Limits: new Images.ImageLimits(MaxPixels: parse.GetValue(s_maxPixels))),
         };
     }
+
+    /// <summary>--search-minutes as a time span; beyond what a TimeSpan holds it is an error, not an OverflowException.</summary>
+    private static TimeSpan SearchBudget(double minutes) => minutes <= TimeSpan.MaxValue.TotalMinutes
+        ? TimeSpan.FromMinutes(Math.Max(minutes, 0))
+        : throw new UserInputException(string.Create(CultureInfo.InvariantCulture, $"--search-minutes {minutes}: at most {TimeSpan.MaxValue.TotalMinutes:F0}"));
 
     private static RootCommand Build(IAnsiConsole console, TextWriter error, CancellationToken interrupt)
     {
         var root = new RootCommand("Fine-tunes the pretrained ResNet18 on a folder of labelled images and evaluates it on held-out images.");
-        foreach (var option in new Option[] { s_data, s_test, s_output, s_seed, s_workspace, s_heldOut, s_imageSize, s_features, s_mirrored, s_l2, s_head, s_searchMinutes, s_batch, s_gpu, s_shard })
+        foreach (var option in new Option[] { s_data, s_test, s_output, s_seed, s_workspace, s_heldOut, s_imageSize, s_features, s_backbone, s_pixelRange, s_pixelMean, s_pixelStd, s_channelOrder, s_mirrored, s_keepDuplicates, s_maxPixels, s_l2, s_head, s_searchMinutes, s_batch, s_gpu, s_shard })
         {
             root.Options.Add(option);
         }
@@ -102,6 +160,7 @@ public static class TrainerCommandLine
 
     private static int Train(TrainingOptions options, IAnsiConsole console, TextWriter error, CancellationToken interrupt)
     {
+        options.Validate();
         console.MarkupLineInterpolated($"[bold]MlNetFinetune[/] training on [blue]{options.DataFolder}[/]");
         TrainingResult result;
         try
@@ -146,7 +205,7 @@ public static class TrainerCommandLine
     private static Command ExportCommand(IAnsiConsole console, TextWriter error)
     {
         var output = new Option<string>("--output") { Description = "Folder to write train/<class>/*.png and test/<class>/*.png into", Required = true };
-        var perClass = new Option<int?>("--per-class") { Description = "At most this many images of each class per part (default: all)" };
+        var perClass = new Option<int?>("--per-class") { Description = "At most this many images of each class per part (default: all)" }.Invariant();
         var source = new Option<string>("--source") { Description = "Folder of the idx files", DefaultValueFactory = _ => FashionMnist.DefaultSourceFolder };
         var command = new Command("export-fashion-mnist", "Writes the real Fashion-MNIST (Debian package dataset-fashion-mnist) as PNG class folders.")
         {

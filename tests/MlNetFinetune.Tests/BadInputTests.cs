@@ -136,6 +136,33 @@ public sealed class BadInputTests(SampleModelFixture fixture)
         AssertUserError(CommandLineRunner.Predictor("--model", newer, TestData.SampleFolder), newer, "newer");
     }
 
+    [Theory]
+    [InlineData("swapped")]
+    [InlineData("duplicated")]
+    [InlineData("empty")]
+    [InlineData("version 0")]
+    [InlineData("version -7")]
+    public void PredictorRejectsAnEditedManifest(string edit)
+    {
+        // Given a model whose manifest was edited (before: swapped names gave wrong labels silently; the rest was accepted)
+        var edited = Path.Combine(NewFolder(), "edited.zip");
+        File.Copy(fixture.Result.ModelPath, edited);
+        var manifest = ModelManifest.ReadFrom(edited);
+        var classes = manifest.Classes.ToList();
+        manifest = edit switch
+        {
+            "swapped" => manifest with { Classes = [classes[1], classes[0], .. classes.Skip(2)] },
+            "duplicated" => manifest with { Classes = [classes[0], classes[0], .. classes.Skip(2)] },
+            "empty" => manifest with { Classes = ["", .. classes.Skip(1)] },
+            "version 0" => manifest with { FormatVersion = 0 },
+            _ => manifest with { FormatVersion = -7 },
+        };
+        manifest.WriteInto(edited);
+
+        // When / Then
+        AssertUserError(CommandLineRunner.Predictor("--model", edited, TestData.SampleFolder), edited);
+    }
+
     [Fact]
     public void PredictorReportsABadImageAndPredictsTheRest()
     {

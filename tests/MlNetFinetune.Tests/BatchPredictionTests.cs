@@ -111,6 +111,40 @@ public sealed class BatchPredictionTests(SampleModelFixture fixture)
         Assert.Equal("error: --output results.txt: name the file .csv or .jsonl (JSON lines)", outcome.Error.Trim());
     }
 
+    [Fact]
+    public async Task AFifoAndADecompressionBombAreReportedAndTheBatchIsKept()
+    {
+        // Given good images, a FIFO named like an image (opening it would wait for a writer forever) and a 69-byte PNG
+        // declaring 65535x65535 (17 GB decoded)
+        var folder = TestData.CopySubset(Directory.CreateDirectory(Path.Combine(fixture.Root, "batch-" + Guid.NewGuid().ToString("N")[..8])).FullName, 3, "Bag", "Coat");
+        var good = Directory.GetFiles(folder, "*", SearchOption.AllDirectories);
+        var fifo = Path.Combine(folder, "Bag", "x.png");
+        using (var mkfifo = System.Diagnostics.Process.Start("mkfifo", [fifo]))
+        {
+            await mkfifo.WaitForExitAsync();
+            Assert.Equal(0, mkfifo.ExitCode);
+        }
+
+        var bomb = Path.Combine(folder, "Coat", "bomb.png");
+        var png = File.ReadAllBytes(good[0]);
+        System.Buffers.Binary.BinaryPrimitives.WriteUInt32BigEndian(png.AsSpan(16), 65535);
+        System.Buffers.Binary.BinaryPrimitives.WriteUInt32BigEndian(png.AsSpan(20), 65535);
+        File.WriteAllBytes(bomb, png);
+        var output = Path.Combine(folder, "..", "results.csv");
+
+        // When (bounded: a hang fails the test instead of stalling the suite)
+        var outcome = await Task.Run(() => CommandLineRunner.Predictor("--model", fixture.Result.ModelPath, "--output", output, folder)).WaitAsync(TimeSpan.FromMinutes(2));
+
+        // Then
+        Assert.Equal(2, outcome.ExitCode);
+        var byPath = ReadCsv(output).Skip(1).ToDictionary(row => row[0]);
+        Assert.Equal(good.Length + 2, byPath.Count);
+        Assert.All(good, file => Assert.Equal("", byPath[file][^1]));
+        Assert.Contains("not a regular file", byPath[fifo][^1]);
+        Assert.Contains("65535x65535", byPath[bomb][^1]);
+        Assert.Contains("limit of 40000000", byPath[bomb][^1]);
+    }
+
     /// <summary>RFC 4180: fields separated by commas, quoted when they hold a comma, quote or line break, quotes doubled.</summary>
     private static List<string[]> ReadCsv(string path)
     {

@@ -1,5 +1,5 @@
 using MlNetFinetune.Data;
-using MlNetFinetune.Pipeline;
+using MlNetFinetune.Images;
 
 namespace MlNetFinetune.Tests;
 

@@ -2,6 +2,7 @@ using Microsoft.ML;
 using Microsoft.ML.Data;
 using MlNetFinetune.Backbones;
 using MlNetFinetune.Data;
+using MlNetFinetune.Images;
 using MlNetFinetune.Pipeline;
 using MlNetFinetune.Training;
 
@@ -14,21 +15,21 @@ public sealed class FeaturizationTests(SampleModelFixture fixture)
 
     private string NewFolder() => Directory.CreateDirectory(Path.Combine(fixture.Root, "feat-" + Guid.NewGuid().ToString("N")[..8])).FullName;
 
-    private static List<string> SamplePaths(int perClass) =>
-        [.. ImageFolder.Scan(TestData.SampleFolder).Images.GroupBy(i => i.Label).SelectMany(g => g.Take(perClass)).Select(i => i.Path)];
+    private static List<ImageRecord> SampleImages(int perClass) =>
+        [.. ImageFolder.Scan(TestData.SampleFolder).Images.GroupBy(i => i.Label).SelectMany(g => g.Take(perClass))];
 
     [Fact]
     public void BulkFeaturesEqualTheSavedChainsFeatures()
     {
         var backbone = fixture.Result.Backbone;
-        var fingerprint = ResNet18Backbone.Fingerprint(backbone);
+        var fingerprint = backbone.Fingerprint;
         var graph = Path.Combine(fixture.Workspace, "graphs", $"{fingerprint}-chain.onnx");
         var ml = new MLContext();
         var chain = ImageClassificationChain.Featurizer(ml, graph, backbone.ImageSize).Fit(ml.Data.LoadFromEnumerable(Array.Empty<ImageInput>()));
         using var engine = ml.Model.CreatePredictionEngine<ImageInput, FeaturesRow>(chain);
-        using var cache = BottleneckCache.Open(fixture.Workspace, fingerprint, backbone.FeatureSize);
+        using var cache = BottleneckCache.Open(fixture.Workspace, FeatureStore.CacheName(backbone), backbone.FeatureSize);
 
-        foreach (var path in SamplePaths(1))
+        foreach (var path in SampleImages(1).Select(i => i.Path))
         {
             var bytes = File.ReadAllBytes(path);
             using var image = ImageDecoder.Decode(bytes, path);
@@ -44,9 +45,9 @@ public sealed class FeaturizationTests(SampleModelFixture fixture)
     public void InterruptedFeaturizationResumesWithoutRecomputingFinishedImages()
     {
         var workspace = NewFolder();
-        var paths = SamplePaths(4);
+        var paths = SampleImages(4);
         var ml = new MLContext();
-        var featurizer = new BulkFeaturizer(ml, s_small, new FeaturizationOptions(BatchSize: 8));
+        var featurizer = new BulkFeaturizer(ml, new ResNet18Backbone(s_small), new FeaturizationOptions(BatchSize: 8));
         using var interrupt = new CancellationTokenSource();
         var progress = new CallbackProgress(p =>
         {
@@ -62,7 +63,7 @@ public sealed class FeaturizationTests(SampleModelFixture fixture)
         }
 
         // A killed process can leave half a record at the end of the file; it must be ignored and cut off.
-        var file = Directory.GetFiles(Path.Combine(workspace, "bottlenecks", "resume")).Single();
+        var file = Directory.GetFiles(Path.Combine(workspace, "bottlenecks", "resume"), "*.bottlenecks").Single();
         File.AppendAllText(file, "torn");
 
         using var reopened = BottleneckCache.Open(workspace, "resume", s_small.FeatureSize);
@@ -87,7 +88,7 @@ public sealed class FeaturizationTests(SampleModelFixture fixture)
         var mergedRun = new ImageClassifierTrainer(options).Train();
         var singleRun = new ImageClassifierTrainer(options with { OutputFolder = NewFolder(), Workspace = NewFolder() }).Train();
 
-        var perShard = shards.SelectMany(s => s.KeyByPath.Keys).ToList();
+        var perShard = shards.SelectMany(s => s.Images.Select(i => i.Image.Path)).ToList();
         Assert.Equal(30, perShard.Count);
         Assert.Equal(30, perShard.Distinct().Count());
         Assert.All(shards, s => Assert.InRange(s.Computed, 1, 29));

@@ -13,11 +13,11 @@ public sealed class HeadTrainingTests(SampleModelFixture fixture)
     public void EarlyStoppingKeepsTheBestEpochNotTheLast()
     {
         var backbone = fixture.Result.Backbone;
-        using var cache = BottleneckCache.Open(fixture.Workspace, ResNet18Backbone.Fingerprint(backbone), backbone.FeatureSize);
+        using var store = FeatureStore.Open(new MLContext(), fixture.Workspace, backbone, new FeaturizationOptions());
         var images = ImageFolder.Scan(TestData.SampleFolder).Images;
-        var featurization = new BulkFeaturizer(new MLContext(), backbone, new FeaturizationOptions()).Featurize([.. images.Select(i => i.Path)], cache);
+        var features = store.Featurize(images).Images.ToDictionary(i => i.Image.Path, i => i.Features!);
         List<FeatureRow> Rows(IEnumerable<ImageRecord> part) =>
-            [.. part.Select(i => { cache.TryGet(featurization.KeyByPath[i.Path], out var f); return new FeatureRow { Label = i.Label, Features = f }; })];
+            [.. part.Select(i => new FeatureRow { Label = i.Label, Features = features[i.Path] })];
         var byClass = images.GroupBy(i => i.Label).ToList();
         var train = Rows(byClass.SelectMany(g => g.Take(4)));
         var validation = Rows(byClass.SelectMany(g => g.Skip(10).Take(10)));
@@ -35,6 +35,38 @@ public sealed class HeadTrainingTests(SampleModelFixture fixture)
         Assert.True(run.ValidationLogLoss[^1] > lowest);
         var kept = ml.MulticlassClassification.Evaluate(run.Best.Transform(validationView), labelColumnName: ColumnNames.LabelKey);
         Assert.Equal(lowest, kept.LogLoss, 6);
+    }
+
+    [Fact]
+    public void ValidationRowsTheCallerBringsAreNeverTrainedOn()
+    {
+        // Given 4 training and 10 validation images per class, and a fixed L2 strength
+        var backbone = fixture.Result.Backbone;
+        using var store = FeatureStore.Open(new MLContext(), fixture.Workspace, backbone, new FeaturizationOptions());
+        var images = ImageFolder.Scan(TestData.SampleFolder).Images;
+        var features = store.Featurize(images).Images.ToDictionary(i => i.Image.Path, i => i.Features!);
+        List<FeatureRow> Rows(IEnumerable<ImageRecord> part) =>
+            [.. part.Select(i => new FeatureRow { Label = i.Label, Features = features[i.Path] })];
+        var byClass = images.GroupBy(i => i.Label).ToList();
+        var train = Rows(byClass.SelectMany(g => g.Take(4)));
+        var validation = Rows(byClass.SelectMany(g => g.Skip(10).Take(10)));
+        var ml = new MLContext(3);
+        var labelToKey = ImageClassificationChain.LabelToKey(ml).Fit(FeatureRow.ToDataView(ml, train, backbone.FeatureSize));
+        var validationView = labelToKey.Transform(FeatureRow.ToDataView(ml, validation, backbone.FeatureSize));
+        var options = new HeadOptions(L2Regularization: 10, MaximumIterations: 60, EpochIterations: 5);
+        float[][] Scores(ITransformer head) => [.. ml.Data.CreateEnumerable<ScoreRow>(head.Transform(validationView), reuseRowObject: false).Select(r => r.Score)];
+
+        // When the head is fitted keeping the validation rows out, and again refitting on them (the Trainer's way)
+        var epochs = new List<HeadEpoch>();
+        var kept = HeadTrainer.Fit(ml, labelToKey, train, validation, backbone.FeatureSize, options, onEpoch: epochs.Add, refitOnValidation: false);
+        var refitted = HeadTrainer.Fit(ml, labelToKey, train, validation, backbone.FeatureSize, options);
+        var searchRun = HeadTrainer.TrainWithEarlyStopping(ml, labelToKey.Transform(FeatureRow.ToDataView(ml, train, backbone.FeatureSize)), validationView, 10, options, maxEpochs: 12);
+
+        // Then the kept head is the search's best epoch, trained on the training rows only, and every epoch was reported
+        Assert.Equal(Scores(searchRun.Best), Scores(kept.Transformer));
+        Assert.NotEqual(Scores(refitted.Transformer), Scores(kept.Transformer));
+        Assert.Equal(Enumerable.Range(1, searchRun.EpochsRun), epochs.Select(e => e.Epoch));
+        Assert.Equal(searchRun.ValidationLogLoss, epochs.Select(e => e.Validation.LogLoss));
     }
 
     [Fact]
@@ -88,5 +120,10 @@ public sealed class HeadTrainingTests(SampleModelFixture fixture)
         using var classifier = Prediction.ImageClassifier.Load(result.ModelPath);
         Assert.Equal(result.Report.Training.Head, classifier.Manifest.Head);
         Assert.Equal(result.HeldOutPredictions[0].PredictedLabel, classifier.Predict(result.HeldOutPredictions[0].Path).Label);
+    }
+
+    public sealed class ScoreRow
+    {
+        public float[] Score { get; set; } = [];
     }
 }

@@ -171,10 +171,10 @@ public sealed class PredictionServerTests(ServerFixture server) : IClassFixture<
         var png = File.ReadAllBytes(SampleImage());
         var garbled = png[..33].Concat(Enumerable.Repeat((byte)0x5A, 64)).ToArray();
         using var undecodable = await Client.PostAsync("/predict", Raw(garbled));
-        await AssertErrorAsync(undecodable, HttpStatusCode.BadRequest, "truncated image");
+        await AssertErrorAsync(undecodable, HttpStatusCode.BadRequest, "request body: truncated PNG");
 
         using var truncatedHeader = await Client.PostAsync("/predict", Raw(png[..12]));
-        await AssertErrorAsync(truncatedHeader, HttpStatusCode.BadRequest, "Png header is truncated");
+        await AssertErrorAsync(truncatedHeader, HttpStatusCode.BadRequest, "PNG header is truncated");
 
         using var empty = await Client.PostAsync("/predict", Raw([]));
         await AssertErrorAsync(empty, HttpStatusCode.BadRequest, "empty");

@@ -4,6 +4,18 @@ using Onnx;
 
 namespace MlNetFinetune.Backbones;
 
+/// <summary>An activation pooled into part of the feature vector.</summary>
+/// <param name="Tensor">The activation: [N,C,H,W] (pooled) or [N,C] (taken as it is, <paramref name="Side"/> 0).</param>
+/// <param name="Channels">C.</param>
+/// <param name="Side">H (= W) of a map; 0 for a vector.</param>
+/// <param name="Grid">1 for global average pooling; K pools each cell of a KxK grid separately.</param>
+/// <param name="Name">Prefix for the nodes added.</param>
+internal sealed record PooledTap(string Tensor, int Channels, int Side, int Grid, string Name)
+{
+    /// <summary>Values this tap adds to the feature vector.</summary>
+    public int Size => Channels * Grid * Grid;
+}
+
 /// <summary>
 /// Small builders for ONNX protobuf objects, shared by every graph rewrite (backbone, batch-norm folding, training
 /// graphs, quantization, export) so that each reads as the graph it builds.
@@ -118,6 +130,57 @@ internal static class OnnxGraph
     {
         graph.Initializer.Add(tensor);
         graph.Input.Add(TensorValue(tensor.Name, tensor.DataType, [.. tensor.Dims.Select(Dim)]));
+    }
+
+    /// <summary>The batch dimension: fixed when <paramref name="batchSize"/> is given, else the symbol "batch".</summary>
+    public static TensorShapeProto.Types.Dimension BatchDim(int? batchSize) => batchSize is int fixedBatch ? Dim(fixedBatch) : Dim("batch");
+
+    /// <summary>
+    /// Pools each tap, concatenates them into the graph's only output <c>Features</c>: [batch, F] for a dynamic batch
+    /// (bulk featurization), or the [F] vector ML.NET's ONNX transform binds to for batch 1.
+    /// </summary>
+    public static void AddPooledFeatures(GraphProto graph, IEnumerable<PooledTap> taps, int? batchSize)
+    {
+        var pooled = new List<string>();
+        var featureSize = 0;
+        foreach (var tap in taps)
+        {
+            featureSize += tap.Size;
+            if (tap.Side == 0)
+            {
+                pooled.Add(tap.Tensor);
+                continue;
+            }
+
+            if (tap.Grid == 1)
+            {
+                graph.Node.Add(Node("GlobalAveragePool", [tap.Tensor], [tap.Name + "_pool"]));
+            }
+            else
+            {
+                var kernel = tap.Side / tap.Grid;
+                graph.Node.Add(Node("AveragePool", [tap.Tensor], [tap.Name + "_pool"],
+                    IntsAttribute("kernel_shape", kernel, kernel), IntsAttribute("strides", kernel, kernel)));
+            }
+
+            graph.Node.Add(Node("Flatten", [tap.Name + "_pool"], [tap.Name], IntAttribute("axis", 1)));
+            pooled.Add(tap.Name);
+        }
+
+        graph.Output.Clear();
+        if (batchSize is null)
+        {
+            graph.Node.Add(Node("Concat", pooled, [Pipeline.ColumnNames.Features], IntAttribute("axis", 1)));
+            graph.Output.Add(TensorValue(Pipeline.ColumnNames.Features, FloatType, BatchDim(null), Dim(featureSize)));
+        }
+        else
+        {
+            graph.Node.Add(Node("Concat", pooled, ["mlnetfinetune_concat"], IntAttribute("axis", 1)));
+            var shape = Int64Tensor("mlnetfinetune_shape", [1], [-1]);
+            AddInitializer(graph, shape);
+            graph.Node.Add(Node("Reshape", ["mlnetfinetune_concat", shape.Name], [Pipeline.ColumnNames.Features]));
+            graph.Output.Add(TensorValue(Pipeline.ColumnNames.Features, FloatType, Dim(batchSize.Value * featureSize)));
+        }
     }
 
     /// <summary>Removes nodes no output depends on, then initializers (and their input entries) no node reads.</summary>

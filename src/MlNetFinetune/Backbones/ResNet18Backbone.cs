@@ -9,9 +9,53 @@ namespace MlNetFinetune.Backbones;
 /// <summary>
 /// The ImageNet-pretrained ResNet18 shipped as ONNX by Microsoft.ML.DnnImageFeaturizer.ResNet18, rewritten into one graph:
 /// RGB planar pixels in 0..255 -> BGR -> minus the mean image -> ResNet18 -> pooled taps -> one feature vector.
+/// A network with the same tensor names (fine-tuned weights) can take the pretrained one's place.
 /// </summary>
-public static class ResNet18Backbone
+public sealed class ResNet18Backbone : IBackbone
 {
+    private readonly ModelProto? _network;
+    private readonly Lazy<string> _fingerprint;
+
+    /// <summary>The pretrained network at <paramref name="options"/>, or <paramref name="network"/> in its place.</summary>
+    /// <param name="options">Input size and taps.</param>
+    /// <param name="network">A network with the pretrained one's tensor names; null for the pretrained network.</param>
+    /// <param name="name">Name in reports and the manifest; "resnet18" by default.</param>
+    public ResNet18Backbone(BackboneOptions options, ModelProto? network = null, string name = "resnet18")
+    {
+        options.Validate();
+        Options = options;
+        _network = network;
+        Name = name;
+        _fingerprint = new(() => FingerprintOf(options, network is null ? s_weightsHash.Value : Convert.ToHexStringLower(SHA256.HashData(network.ToByteArray()))));
+    }
+
+    /// <summary>Input size and taps.</summary>
+    public BackboneOptions Options { get; }
+
+    /// <inheritdoc/>
+    public string Name { get; }
+
+    /// <inheritdoc/>
+    public int ImageSize => Options.ImageSize;
+
+    /// <inheritdoc/>
+    public string Features => string.Join('+', Options.ParseTaps());
+
+    /// <inheritdoc/>
+    public int FeatureSize => Options.FeatureSize;
+
+    /// <inheritdoc/>
+    public string Fingerprint => _fingerprint.Value;
+
+    /// <inheritdoc/>
+    public bool RunsInBatches => true;
+
+    /// <inheritdoc/>
+    public string Describe() => Name == "resnet18" ? Options.Describe() : $"{Name};{Options.Describe()}";
+
+    /// <inheritdoc/>
+    public byte[] BuildGraph(int? batchSize) => BuildGraph(Options, batchSize, _network);
+
     /// <summary>Bumped whenever the graph rewrite changes what features it computes; part of the cache key.</summary>
     public const int GraphVersion = 1;
 
@@ -60,10 +104,7 @@ public static class ResNet18Backbone
         graph.ValueInfo.Clear();
         graph.Input.Clear();
         graph.Output.Clear();
-        var batchDim = batchSize is int fixedBatch
-            ? new TensorShapeProto.Types.Dimension { DimValue = fixedBatch }
-            : new TensorShapeProto.Types.Dimension { DimParam = "batch" };
-        graph.Input.Add(TensorValue(Pipeline.ColumnNames.Pixels, FloatType, batchDim, Dim(3), Dim(size), Dim(size)));
+        graph.Input.Add(TensorValue(Pipeline.ColumnNames.Pixels, FloatType, BatchDim(batchSize), Dim(3), Dim(size), Dim(size)));
         foreach (var initializer in graph.Initializer)
         {
             graph.Input.Add(TensorValue(initializer.Name, initializer.DataType, [.. initializer.Dims.Select(Dim)]));
@@ -83,41 +124,8 @@ public static class ResNet18Backbone
 
         graph.Node.AddRange(networkNodes.Where(n => n.OpType != "AveragePool" || !n.Output.Contains("Pooling395_Output_0")));
 
-        var pooled = new List<string>();
-        foreach (var tap in taps)
-        {
-            var input = s_stageOutputs[tap.Stage - 1];
-            var name = $"mlnetfinetune_{tap}";
-            if (tap.Grid == 1)
-            {
-                graph.Node.Add(Node("GlobalAveragePool", [input], [name + "_pool"]));
-            }
-            else
-            {
-                var kernel = options.StageSide(tap.Stage) / tap.Grid;
-                graph.Node.Add(Node("AveragePool", [input], [name + "_pool"],
-                    IntsAttribute("kernel_shape", kernel, kernel), IntsAttribute("strides", kernel, kernel)));
-            }
-
-            graph.Node.Add(Node("Flatten", [name + "_pool"], [name], IntAttribute("axis", 1)));
-            pooled.Add(name);
-        }
-
-        var featureSize = options.FeatureSize;
-        if (batchSize is null)
-        {
-            graph.Node.Add(Node("Concat", pooled, [Pipeline.ColumnNames.Features], IntAttribute("axis", 1)));
-            graph.Output.Add(TensorValue(Pipeline.ColumnNames.Features, FloatType, batchDim, Dim(featureSize)));
-        }
-        else
-        {
-            graph.Node.Add(Node("Concat", pooled, ["mlnetfinetune_concat"], IntAttribute("axis", 1)));
-            var shape = Int64Tensor("mlnetfinetune_shape", [1], [-1]);
-            AddInitializer(graph, shape);
-            graph.Node.Add(Node("Reshape", ["mlnetfinetune_concat", shape.Name], [Pipeline.ColumnNames.Features]));
-            graph.Output.Add(TensorValue(Pipeline.ColumnNames.Features, FloatType, Dim(batchSize.Value * featureSize)));
-        }
-
+        var pooled = taps.Select(t => new PooledTap(s_stageOutputs[t.Stage - 1], BackboneOptions.StageChannels[t.Stage - 1], options.StageSide(t.Stage), t.Grid, $"mlnetfinetune_{t}"));
+        AddPooledFeatures(graph, pooled, batchSize);
         PruneUnused(graph);
         model.ProducerName = "MlNetFinetune";
         return model.ToByteArray();
@@ -130,9 +138,9 @@ public static class ResNet18Backbone
     public static IReadOnlyList<string> StageOutputs => s_stageOutputs;
 
     /// <summary>Hash of the options, the graph version and the network weights: features under another fingerprint are never reused.</summary>
-    public static string Fingerprint(BackboneOptions options)
+    private static string FingerprintOf(BackboneOptions options, string weightsHash)
     {
-        var text = Encoding.UTF8.GetBytes($"{options.Describe()};graph={GraphVersion};weights={s_weightsHash.Value}");
+        var text = Encoding.UTF8.GetBytes($"{options.Describe()};graph={GraphVersion};weights={weightsHash}");
         return Convert.ToHexStringLower(SHA256.HashData(text))[..16];
     }
 

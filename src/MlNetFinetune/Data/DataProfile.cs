@@ -1,5 +1,6 @@
 using System.Globalization;
 using Microsoft.ML.Data;
+using MlNetFinetune.Images;
 
 namespace MlNetFinetune.Data;
 
@@ -13,20 +14,29 @@ public sealed record DataProfile(int MedianSide, bool Grayscale, double ImagesPe
     public const int SampleSize = 64;
 
     /// <summary>Decodes up to <see cref="SampleSize"/> images spread evenly over <paramref name="folder"/>; unreadable ones are passed over.</summary>
-    public static DataProfile Measure(ImageFolder folder)
+    public static DataProfile Measure(ImageFolder folder) => Measure(folder.Images, folder.Images.Count, folder.Classes.Count);
+
+    /// <summary>
+    /// Decodes up to <see cref="SampleSize"/> images spread evenly over <paramref name="sample"/> (files, or bytes held in
+    /// <see cref="ImageRecord.Content"/>), which stands for <paramref name="imageCount"/> images in
+    /// <paramref name="classCount"/> classes; unreadable ones are passed over.
+    /// </summary>
+    internal static DataProfile Measure(IReadOnlyList<ImageRecord> sample, int imageCount, int classCount)
     {
-        var step = Math.Max(1, folder.Images.Count / SampleSize);
+        var step = Math.Max(1, sample.Count / SampleSize);
         var sides = new List<int>();
         var grayscale = true;
-        for (var i = 0; i < folder.Images.Count && sides.Count < SampleSize; i += step)
+        for (var i = 0; i < sample.Count && sides.Count < SampleSize; i += step)
         {
             try
             {
-                using var image = MLImage.CreateFromFile(folder.Images[i].Path);
+                using var image = sample[i].Content is { } content
+                    ? ImageDecoder.Decode(content.ToArray(), sample[i].Path)
+                    : ImageDecoder.DecodeFile(sample[i].Path);
                 sides.Add(Math.Min(image.Width, image.Height));
                 grayscale &= IsGrayscale(image);
             }
-            catch (Exception e) when (e is ArgumentException or InvalidOperationException or IOException or NullReferenceException)
+            catch (InvalidImageException)
             {
                 // An unreadable image says nothing about the others; the featurizer reports it.
             }
@@ -36,7 +46,7 @@ public sealed record DataProfile(int MedianSide, bool Grayscale, double ImagesPe
         return new DataProfile(
             sides.Count == 0 ? 0 : sides[sides.Count / 2],
             grayscale && sides.Count > 0,
-            (double)folder.Images.Count / folder.Classes.Count,
+            (double)imageCount / classCount,
             sides.Count);
     }
 

@@ -1,4 +1,5 @@
 using MlNetFinetune.Data;
+using MlNetFinetune.Training;
 
 namespace MlNetFinetune.Evaluation;
 
@@ -46,4 +47,11 @@ public sealed record EvaluationReport(
     IReadOnlyList<ClassMetrics> Classes,
     int[][] ConfusionMatrix,
     IReadOnlyList<SkippedFile> SkippedFiles,
-    TrainingSummary Training);
+    TrainingSummary Training)
+{
+    /// <summary>Entries of the image folders left out on purpose (hidden, links to folders, not images by name).</summary>
+    public IReadOnlyList<IgnoredEntry> Ignored { get; init; } = [];
+
+    /// <summary>Byte-identical images across training, validation and held-out images; null when not looked for.</summary>
+    public DuplicateImages? Duplicates { get; init; }
+}

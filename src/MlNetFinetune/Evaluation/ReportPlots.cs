@@ -242,7 +242,15 @@ internal static class ReportPlots
         return svg.ToString(SaveOptions.DisableFormatting);
     }
 
-    private static string Label(string name) => name.Length <= MaximumLabelCharacters ? name : name[..(MaximumLabelCharacters - 1)] + "…";
+    /// <summary>
+    /// A class name shortened for an axis: cut between text elements, never inside a surrogate pair or a combining
+    /// sequence (half an emoji is not valid XML), and with line breaks shown as spaces.
+    /// </summary>
+    private static string Label(string name)
+    {
+        var text = new StringInfo(string.Concat(name.Select(c => char.IsControl(c) ? ' ' : c)));
+        return text.LengthInTextElements <= MaximumLabelCharacters ? text.String : text.SubstringByTextElements(0, MaximumLabelCharacters - 1) + "…";
+    }
 
     /// <summary>
     /// OxyPlot's default measurer for SVG (its PDF context) cut labels off: it returns sizes in points for font sizes

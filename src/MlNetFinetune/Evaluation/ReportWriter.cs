@@ -21,12 +21,35 @@ public static class ReportWriter
         Encoder = System.Text.Encodings.Web.JavaScriptEncoder.UnsafeRelaxedJsonEscaping,
     };
 
-    public static void WriteAll(EvaluationReport report, string folder)
+    /// <summary>Name of the held-out predictions file.</summary>
+    public const string PredictionsFileName = "heldout-predictions.csv";
+
+    /// <summary>Writes report.json, report.md and heldout-predictions.csv into <paramref name="folder"/>, each atomically.</summary>
+    public static void WriteAll(EvaluationReport report, IReadOnlyList<HeldOutPrediction> predictions, string folder)
     {
         Directory.CreateDirectory(folder);
         AtomicFile.WriteAllText(Path.Combine(folder, JsonFileName), ToJson(report));
         AtomicFile.WriteAllText(Path.Combine(folder, MarkdownFileName), ToMarkdown(report));
+        AtomicFile.WriteAllText(Path.Combine(folder, PredictionsFileName), PredictionsCsv(predictions));
     }
+
+    /// <summary>One row per held-out image: path, true label, predicted label, confidence (RFC 4180 quoting).</summary>
+    public static string PredictionsCsv(IEnumerable<HeldOutPrediction> predictions)
+    {
+        var csv = new StringBuilder("path,true_label,predicted_label,confidence\n");
+        foreach (var p in predictions)
+        {
+            csv.Append(CsvField(p.Path)).Append(',').Append(CsvField(p.TrueLabel)).Append(',').Append(CsvField(p.PredictedLabel)).Append(',')
+                .Append(p.Scores.Max().ToString("F6", CultureInfo.InvariantCulture)).Append('\n');
+        }
+
+        return csv.ToString();
+    }
+
+    /// <summary>A CSV field, quoted when it holds a comma, a quote or a line break (a class folder's name can).</summary>
+    public static string CsvField(string field) => field.AsSpan().IndexOfAny(",\"\r\n") < 0
+        ? field
+        : $"\"{field.Replace("\"", "\"\"", StringComparison.Ordinal)}\"";
 
     public static string ToJson(EvaluationReport report) => JsonSerializer.Serialize(report, JsonOptions);
 
@@ -55,17 +78,17 @@ public static class ReportWriter
         md.AppendLine("| --- | ---: | ---: | ---: | ---: |");
         foreach (var c in report.Classes)
         {
-            md.AppendLine(Invariant($"| {c.Name} | {c.Precision:F3} | {c.Recall:F3} | {c.F1:F3} | {c.Support} |"));
+            md.AppendLine(Invariant($"| {Cell(c.Name)} | {c.Precision:F3} | {c.Recall:F3} | {c.F1:F3} | {c.Support} |"));
         }
 
         md.AppendLine();
         md.AppendLine("## Confusion matrix (rows: true class, columns: predicted class)");
         md.AppendLine();
-        md.AppendLine("| true \\ predicted | " + string.Join(" | ", report.ClassNames) + " |");
+        md.AppendLine("| true \\ predicted | " + string.Join(" | ", report.ClassNames.Select(Cell)) + " |");
         md.AppendLine("| --- |" + string.Concat(report.ClassNames.Select(_ => " ---: |")));
         for (var i = 0; i < report.ClassNames.Count; i++)
         {
-            md.AppendLine($"| {report.ClassNames[i]} | " + string.Join(" | ", report.ConfusionMatrix[i]) + " |");
+            md.AppendLine($"| {Cell(report.ClassNames[i])} | " + string.Join(" | ", report.ConfusionMatrix[i]) + " |");
         }
 
         if (t.HeadCandidates.Count > 0)
@@ -93,7 +116,32 @@ public static class ReportWriter
             md.AppendLine();
             foreach (var s in report.SkippedFiles)
             {
-                md.AppendLine($"- `{s.Path}`: {s.Reason}");
+                md.AppendLine($"- {Code(s.Path)}: {Cell(s.Reason)}");
+            }
+        }
+
+        if (report.Duplicates is { Any: true } d)
+        {
+            md.AppendLine();
+            md.AppendLine("## Byte-identical images");
+            md.AppendLine();
+            md.AppendLine(Invariant($"- held-out images also among training or validation images: {d.HeldOutInTraining} ({(d.HeldOutExcluded ? "left out of the held-out score" : "kept in the held-out score")})"));
+            md.AppendLine(Invariant($"- validation images also among training images: {d.ValidationInTraining} (left out of validation)"));
+            md.AppendLine(Invariant($"- contents found under more than one label: {d.ConflictingLabels}"));
+            foreach (var pair in d.Examples)
+            {
+                md.AppendLine($"- {Code(pair.Path)} ({Cell(pair.Label)}) = {Code(pair.SameAs)} ({Cell(pair.SameAsLabel)})");
+            }
+        }
+
+        if (report.Ignored.Count > 0)
+        {
+            md.AppendLine();
+            md.AppendLine("## Ignored entries");
+            md.AppendLine();
+            foreach (var group in report.Ignored.GroupBy(i => i.Reason))
+            {
+                md.AppendLine(Invariant($"- {group.Key}: {group.Count()}, e.g. {Code(group.First().Path)}"));
             }
         }
 
@@ -101,4 +149,10 @@ public static class ReportWriter
     }
 
     private static string Invariant(FormattableString text) => text.ToString(CultureInfo.InvariantCulture);
+
+    /// <summary>Text for a Markdown table cell or list item: a line break or a '|' in a class name must not end the row.</summary>
+    private static string Cell(string text) => text.Replace("\r\n", " ", StringComparison.Ordinal).Replace('\n', ' ').Replace('\r', ' ').Replace("|", "\\|", StringComparison.Ordinal);
+
+    /// <summary>Inline code that survives backticks and line breaks in the text.</summary>
+    private static string Code(string text) => $"`` {Cell(text).Replace("`", "'", StringComparison.Ordinal)} ``";
 }

@@ -1,3 +1,5 @@
+using System.Globalization;
+
 namespace MlNetFinetune.Pipeline;
 
 /// <summary>The classifier head trained on the bottleneck features: the new output layer.</summary>
@@ -18,8 +20,35 @@ public sealed record HeadOptions(
     string Search = HeadOptions.SoftmaxSearch,
     TimeSpan? SearchBudget = null)
 {
+    /// <summary>Search the L2 strength of the softmax head only.</summary>
     public const string SoftmaxSearch = "softmax";
+
+    /// <summary>Also try ML.NET's SDCA maximum entropy and LightGBM heads.</summary>
     public const string AutoSearch = "auto";
+
+    /// <summary>Throws <see cref="UserInputException"/> naming the option when a value cannot work.</summary>
+    public void Validate()
+    {
+        if (L2Regularization is float l2 && !(l2 >= 0 && float.IsFinite(l2)))
+        {
+            throw new UserInputException(string.Create(CultureInfo.InvariantCulture, $"--l2 {l2}: must be a finite number of 0 or more"));
+        }
+
+        if (Search is not (SoftmaxSearch or AutoSearch))
+        {
+            throw new UserInputException($"--head {Search}: use {SoftmaxSearch} or {AutoSearch}");
+        }
+
+        if (SearchBudget is TimeSpan budget && budget <= TimeSpan.Zero)
+        {
+            throw new UserInputException(string.Create(CultureInfo.InvariantCulture, $"--search-minutes {budget.TotalMinutes}: must be more than 0"));
+        }
+
+        if (MaximumIterations < 1 || EpochIterations < 1 || Patience < 0 || SearchSampleSize < 1)
+        {
+            throw new UserInputException("head options: iterations, epoch size and search sample must be at least 1, patience at least 0");
+        }
+    }
 
     /// <summary>Strengths tried when <see cref="L2Regularization"/> is null.</summary>
     public static readonly IReadOnlyList<float> L2Candidates = [1f, 10f, 100f, 1000f];

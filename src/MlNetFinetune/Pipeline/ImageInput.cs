@@ -5,7 +5,7 @@ namespace MlNetFinetune.Pipeline;
 /// <summary>
 /// One row going into the model: the decoded image and, when training or evaluating, its label. The model takes the
 /// decoded image rather than a path (ML.NET's LoadImages reads only files) so that files, streams and bytes all take
-/// one route: <see cref="ImageDecoder"/>.
+/// one route: <see cref="Images.ImageDecoder"/>.
 /// </summary>
 public sealed class ImageInput
 {

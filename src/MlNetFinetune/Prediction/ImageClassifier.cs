@@ -1,44 +1,52 @@
-using Microsoft.Extensions.ObjectPool;
 using Microsoft.ML;
 using Microsoft.ML.Data;
+using MlNetFinetune.Images;
 using MlNetFinetune.Pipeline;
 
 namespace MlNetFinetune.Prediction;
 
-/// <summary>A class and its probability.</summary>
-public sealed record LabelScore(string Label, float Score);
-
-/// <summary>The answer for one image: the predicted class and the top classes with their probabilities, best first.</summary>
-public sealed record ClassificationResult(string Label, float Confidence, IReadOnlyList<LabelScore> Top);
-
 /// <summary>
-/// Loads a model.zip once and classifies images from many threads at once. <see cref="PredictionEngine{TSrc,TDst}"/>
-/// is not thread-safe, so each call borrows an engine from a bounded pool and returns it. Each engine runs its own
-/// instance of the model: ONNX Runtime 1.31 fails ("LogStart must pair with LogEnd") when several threads run one
-/// session after a training run in the same process, so engines share no session.
+/// Loads a model.zip once and classifies images from many threads at once. Each prediction borrows an engine from a
+/// bounded pool (<see cref="PredictionEngine{TSrc,TDst}"/> is not thread-safe); callers beyond
+/// <see cref="MaxConcurrency"/> wait, and <see cref="PredictAsync(Stream, int, CancellationToken)"/> waits without
+/// holding a thread. The engines share one loaded network: the backbone graph runs on one ONNX Runtime session
+/// (whose <c>Run</c> is thread-safe) and each engine adds only ML.NET's small preprocessing and head engines and two
+/// buffers (see the README for the measured memory).
 /// </summary>
 public sealed class ImageClassifier : IDisposable
 {
     private readonly SemaphoreSlim _gate;
-    private readonly DefaultObjectPool<PredictionEngine<ImageInput, ImagePrediction>> _engines;
-    private readonly EnginePolicy _policy;
+    private readonly Lock _reloading = new();
+    private readonly ModelFileWatcher? _watcher;
+    private LoadedModel _model;
+    private bool _disposed;
 
-    private ImageClassifier(string modelPath, ModelManifest manifest, EnginePolicy policy, int maxConcurrency)
+    private ImageClassifier(ImageClassifierOptions options, LoadedModel model)
     {
-        ModelPath = modelPath;
-        Manifest = manifest;
-        MaxConcurrency = maxConcurrency;
-        _policy = policy;
-        _gate = new SemaphoreSlim(maxConcurrency, maxConcurrency);
-        _engines = new DefaultObjectPool<PredictionEngine<ImageInput, ImagePrediction>>(policy, maxConcurrency);
+        Options = options;
+        MaxConcurrency = options.MaxConcurrency ?? DefaultMaxConcurrency;
+        _model = model;
+        _gate = new SemaphoreSlim(MaxConcurrency, MaxConcurrency);
+        if (options.WatchForChanges)
+        {
+            _watcher = new ModelFileWatcher(options.ModelPath, ReloadAfterChange);
+        }
     }
 
-    /// <summary>Engines used by default: each holds a copy of the model (about 150 MB), and on a CPU one engine already uses every core.</summary>
+    /// <summary>
+    /// Engines used by default: half the cores, at most 4. On a CPU one prediction already runs the backbone on every
+    /// core, so more engines add queueing, not throughput.
+    /// </summary>
     public static int DefaultMaxConcurrency => Math.Clamp(Environment.ProcessorCount / 2, 1, 4);
 
-    public string ModelPath { get; }
+    /// <summary>How the classifier was loaded.</summary>
+    public ImageClassifierOptions Options { get; }
 
-    public ModelManifest Manifest { get; }
+    /// <summary>The model file.</summary>
+    public string ModelPath => Options.ModelPath;
+
+    /// <summary>The manifest of the model now serving (it changes when the file is reloaded).</summary>
+    public ModelManifest Manifest => Volatile.Read(ref _model).Manifest;
 
     /// <summary>Predictions that run at the same time; further callers wait for an engine.</summary>
     public int MaxConcurrency { get; }
@@ -46,146 +54,256 @@ public sealed class ImageClassifier : IDisposable
     /// <summary>Class names in score order.</summary>
     public IReadOnlyList<string> Classes => Manifest.Classes;
 
+    /// <summary>Why the GPU that was asked for is not used (no CUDA build, no device), or null.</summary>
+    public string? GpuFallbackMessage => Volatile.Read(ref _model).GpuFallback;
+
+    /// <summary>Raised after the model file was reloaded (<see cref="ImageClassifierOptions.WatchForChanges"/>), or failed to.</summary>
+    public event EventHandler<ModelReloadedEventArgs>? Reloaded;
+
+    /// <summary>True when the backbone runs on its own tuned session, not inside ML.NET's chain.</summary>
+    internal bool RunsBackboneDirectly => Volatile.Read(ref _model).RunsBackboneDirectly;
+
+    /// <summary>Engines the model now serving has created.</summary>
+    internal int EngineCount => Volatile.Read(ref _model).EngineCount;
+
     /// <summary>
     /// Loads <paramref name="modelPath"/>. Throws <see cref="UserInputException"/> naming the file when it is missing,
     /// not an MlNetFinetune model, of a newer format, truncated or corrupted.
     /// </summary>
     /// <param name="modelPath">model.zip written by the Trainer.</param>
     /// <param name="maxConcurrency">Predictions that may run at once (engines); default <see cref="DefaultMaxConcurrency"/>.</param>
-    /// <param name="gpuDevice">CUDA device for the backbone (needs the GPU build); ML.NET falls back to the CPU when it is not usable.</param>
-    public static ImageClassifier Load(string modelPath, int? maxConcurrency = null, int? gpuDevice = null)
+    /// <param name="gpuDevice">CUDA device for the backbone (needs the GPU build); falls back to the CPU when it is not usable.</param>
+    public static ImageClassifier Load(string modelPath, int? maxConcurrency = null, int? gpuDevice = null) =>
+        Load(new ImageClassifierOptions { ModelPath = modelPath, MaxConcurrency = maxConcurrency, GpuDevice = gpuDevice });
+
+    /// <summary>Loads the model named by <paramref name="options"/>; throws <see cref="UserInputException"/> for a bad setting or model file.</summary>
+    public static ImageClassifier Load(ImageClassifierOptions options)
     {
-        var manifest = ModelManifest.ReadFrom(modelPath);
-        var bytes = File.ReadAllBytes(modelPath);
-        var ml = new MLContext { GpuDeviceId = gpuDevice, FallbackToCpu = true };
-        ITransformer model;
-        try
-        {
-            model = LoadModel(ml, bytes);
-        }
-        catch (Exception e) when (e is InvalidOperationException or InvalidDataException or FormatException or IOException or ArgumentException)
-        {
-            throw new UserInputException($"{modelPath}: the ML.NET model inside cannot be loaded ({e.Message.Split('\n')[0].Trim()})");
-        }
-
-        // The saved input schema omits the image column (ML.NET does not serialize image types), so bind to ImageInput's.
-        var output = model.GetOutputSchema(ml.Data.LoadFromEnumerable(Array.Empty<ImageInput>()).Schema);
-        if (output.GetColumnOrNull(ColumnNames.Score) is not { } score || (score.Type as VectorDataViewType)?.Size != manifest.Classes.Count)
-        {
-            throw new UserInputException($"{modelPath}: the model's scores do not match the {manifest.Classes.Count} classes of its manifest");
-        }
-
-        var concurrency = maxConcurrency ?? DefaultMaxConcurrency;
-        if (concurrency < 1)
-        {
-            throw new UserInputException($"max concurrency {concurrency}: must be at least 1");
-        }
-
-        return new ImageClassifier(modelPath, manifest, new EnginePolicy(ml, bytes, model), concurrency);
+        options.Validate();
+        return new ImageClassifier(options, LoadedModel.Load(options.ModelPath, options.GpuDevice));
     }
 
     /// <summary>Creates every engine and runs each once, so that no request pays for loading or lazy initialisation.</summary>
     public void WarmUp()
     {
-        var engines = Enumerable.Range(0, MaxConcurrency).Select(_ => _engines.Get()).ToList();
-        using var image = MLImage.CreateFromPixels(8, 8, MLPixelFormat.Bgra32, new byte[8 * 8 * 4]);
-        foreach (var engine in engines)
-        {
-            engine.Predict(new ImageInput { Image = image });
-            _engines.Return(engine);
-        }
-    }
-
-    public ClassificationResult Predict(string imagePath, int top = 3)
-    {
-        byte[] bytes;
+        var model = Lease();
         try
         {
-            bytes = File.ReadAllBytes(imagePath);
+            model.WarmUp(MaxConcurrency);
         }
-        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        finally
         {
-            throw new InvalidDataException($"{imagePath}: cannot read ({e.Message})", e);
+            model.Release();
         }
-
-        return Predict(bytes, top, imagePath);
     }
 
-    public ClassificationResult Predict(Stream stream, int top = 3, string source = "stream")
+    /// <summary>Classifies an image file; throws <see cref="InvalidImageException"/> naming the file when it cannot be read or decoded.</summary>
+    public ClassificationResult Predict(string imagePath, int top = 3)
     {
-        using var memory = new MemoryStream();
-        stream.CopyTo(memory);
-        return Predict(memory.ToArray(), top, source);
+        _gate.Wait();
+        try
+        {
+            return Classify(() => ImageDecoder.DecodeFile(imagePath, Options.Limits), top);
+        }
+        finally
+        {
+            _gate.Release();
+        }
     }
 
-    /// <summary>Classifies an encoded image; throws <see cref="InvalidDataException"/> naming <paramref name="source"/> when it cannot be decoded.</summary>
+    /// <summary>
+    /// Classifies the encoded image in <paramref name="stream"/> (read to its end, at most
+    /// <see cref="ImageLimits.MaxEncodedBytes"/> of <see cref="ImageClassifierOptions.Limits"/>). Reads synchronously: in ASP.NET Core use
+    /// <see cref="PredictAsync(Stream, int, CancellationToken)"/>.
+    /// </summary>
+    public ClassificationResult Predict(Stream stream, int top = 3, string source = "stream") =>
+        Predict(EncodedImage.Read(stream, Options.Limits, source), top, source);
+
+    /// <summary>Classifies an encoded image; throws <see cref="InvalidImageException"/> naming <paramref name="source"/> when it cannot be decoded.</summary>
     public ClassificationResult Predict(byte[] encoded, int top = 3, string source = "image")
     {
-        using var image = ImageDecoder.Decode(encoded, source);
-        return Predict(image, top);
+        _gate.Wait();
+        try
+        {
+            return Classify(() => EncodedImage.Decode(encoded, source, Options.Limits), top);
+        }
+        finally
+        {
+            _gate.Release();
+        }
     }
 
+    /// <summary>Classifies a decoded image (which stays the caller's to dispose).</summary>
     public ClassificationResult Predict(MLImage image, int top = 3)
     {
-        var scores = Scores(image);
-        var ranked = scores
-            .Select((score, i) => new LabelScore(Manifest.Classes[i], score))
-            .OrderByDescending(s => s.Score)
-            .ThenBy(s => s.Label, StringComparer.Ordinal)
-            .ToList();
-        return new ClassificationResult(ranked[0].Label, ranked[0].Score, ranked.Take(Math.Max(1, top)).ToList());
+        var model = Lease();
+        try
+        {
+            return ClassificationResult.Rank(Scores(image), model.Manifest.Classes, top);
+        }
+        finally
+        {
+            model.Release();
+        }
+    }
+
+    /// <summary>
+    /// Reads the encoded image in <paramref name="stream"/> asynchronously (at most
+    /// <see cref="ImageLimits.MaxEncodedBytes"/> of <see cref="ImageClassifierOptions.Limits"/>), waits for an engine without blocking a thread, and classifies
+    /// it. Throws <see cref="InvalidImageException"/> when the bytes are not a decodable image or are too many, and
+    /// <see cref="OperationCanceledException"/> when <paramref name="cancellationToken"/> fires while reading or waiting.
+    /// </summary>
+    public async Task<ClassificationResult> PredictAsync(Stream stream, int top = 3, CancellationToken cancellationToken = default)
+    {
+        var encoded = await EncodedImage.ReadAsync(stream, Options.Limits, "stream", cancellationToken).ConfigureAwait(false);
+        return await PredictAsync(encoded, "stream", top, cancellationToken).ConfigureAwait(false);
+    }
+
+    /// <summary>Classifies an encoded image, waiting for an engine without blocking a thread.</summary>
+    public Task<ClassificationResult> PredictAsync(byte[] encoded, int top = 3, CancellationToken cancellationToken = default) =>
+        PredictAsync(encoded, "image", top, cancellationToken);
+
+    /// <summary>Classifies an encoded image; <paramref name="source"/> names it in error messages ("uploaded file 'x.png'").</summary>
+    public async Task<ClassificationResult> PredictAsync(byte[] encoded, string source, int top = 3, CancellationToken cancellationToken = default)
+    {
+        await _gate.WaitAsync(cancellationToken).ConfigureAwait(false);
+        try
+        {
+            return Classify(() => EncodedImage.Decode(encoded, source, Options.Limits), top);
+        }
+        finally
+        {
+            _gate.Release();
+        }
+    }
+
+    /// <summary>
+    /// Classifies an image file, waiting for an engine without blocking a thread. The file is read once an engine is
+    /// free (a local read, through <see cref="ImageDecoder.DecodeFile"/>: never blocked by a FIFO, size checked first).
+    /// </summary>
+    public async Task<ClassificationResult> PredictAsync(string imagePath, int top = 3, CancellationToken cancellationToken = default)
+    {
+        await _gate.WaitAsync(cancellationToken).ConfigureAwait(false);
+        try
+        {
+            return Classify(() => ImageDecoder.DecodeFile(imagePath, Options.Limits), top);
+        }
+        finally
+        {
+            _gate.Release();
+        }
     }
 
     /// <summary>Probabilities of all classes, in <see cref="Classes"/> order.</summary>
     public float[] Scores(MLImage image)
     {
         _gate.Wait();
-        var engine = _engines.Get();
+        var model = Lease();
+        var engine = model.Rent();
         try
         {
-            return engine.Predict(new ImageInput { Image = image }).Score;
+            return engine.Score(image);
         }
         finally
         {
-            _engines.Return(engine);
+            model.Return(engine);
+            model.Release();
             _gate.Release();
         }
     }
 
+    /// <summary>
+    /// Loads the model file again and serves it from the next prediction on; predictions already running finish on the
+    /// old model, which is disposed after the last of them. Throws <see cref="UserInputException"/> (and keeps the old
+    /// model) when the file cannot be loaded.
+    /// </summary>
+    public void Reload()
+    {
+        lock (_reloading)
+        {
+            ObjectDisposedException.ThrowIf(_disposed, this);
+            var next = LoadedModel.Load(ModelPath, Options.GpuDevice);
+            next.WarmUp(1);
+            Interlocked.Exchange(ref _model, next).Release();
+        }
+    }
+
+    /// <summary>Stops watching the file and disposes the model once predictions in flight have finished.</summary>
     public void Dispose()
     {
-        _policy.Dispose();
-        _gate.Dispose();
-    }
-
-    private static ITransformer LoadModel(MLContext ml, byte[] zip)
-    {
-        using var stream = new MemoryStream(zip, writable: false);
-        return ml.Model.Load(stream, out _);
-    }
-
-    /// <summary>Creates engines, each over its own model instance; the instance loaded for validation serves the first.</summary>
-    private sealed class EnginePolicy(MLContext ml, byte[] zip, ITransformer first) : IPooledObjectPolicy<PredictionEngine<ImageInput, ImagePrediction>>, IDisposable
-    {
-        private readonly System.Collections.Concurrent.ConcurrentBag<PredictionEngine<ImageInput, ImagePrediction>> _created = [];
-        private ITransformer? _first = first;
-
-        public PredictionEngine<ImageInput, ImagePrediction> Create()
+        lock (_reloading)
         {
-            var model = Interlocked.Exchange(ref _first, null) ?? LoadModel(ml, zip);
-            var engine = ml.Model.CreatePredictionEngine<ImageInput, ImagePrediction>(model);
-            _created.Add(engine);
-            return engine;
-        }
-
-        public bool Return(PredictionEngine<ImageInput, ImagePrediction> obj) => true;
-
-        public void Dispose()
-        {
-            foreach (var engine in _created)
+            if (_disposed)
             {
-                engine.Dispose();
+                return;
+            }
+
+            _disposed = true;
+            _watcher?.Dispose();
+            _model.Release();
+        }
+    }
+
+    /// <summary>Decodes and scores on an engine of the model now serving; the caller holds the gate.</summary>
+    private ClassificationResult Classify(Func<MLImage> decode, int top)
+    {
+        var model = Lease();
+        var engine = model.Rent();
+        try
+        {
+            using var image = decode();
+            return ClassificationResult.Rank(engine.Score(image), model.Manifest.Classes, top);
+        }
+        finally
+        {
+            model.Return(engine);
+            model.Release();
+        }
+    }
+
+    /// <summary>A reference to the model now serving, which stays usable until released even if a reload replaces it.</summary>
+    private LoadedModel Lease()
+    {
+        while (true)
+        {
+            ObjectDisposedException.ThrowIf(Volatile.Read(ref _disposed), this);
+            var model = Volatile.Read(ref _model);
+            if (model.TryAddReference())
+            {
+                return model;
             }
         }
     }
+
+    private void ReloadAfterChange()
+    {
+        try
+        {
+            Reload();
+            Reloaded?.Invoke(this, new ModelReloadedEventArgs(ModelPath, Manifest, null));
+        }
+        catch (Exception e) when (e is UserInputException or ObjectDisposedException)
+        {
+            if (e is UserInputException)
+            {
+                Reloaded?.Invoke(this, new ModelReloadedEventArgs(ModelPath, null, e));
+            }
+        }
+    }
+}
+
+/// <summary>The outcome of reloading a changed model file.</summary>
+/// <param name="ModelPath">The file.</param>
+/// <param name="Manifest">The new model's manifest; null when the reload failed.</param>
+/// <param name="Error">Why the file could not be loaded (the old model keeps serving); null on success.</param>
+public sealed class ModelReloadedEventArgs(string ModelPath, ModelManifest? Manifest, Exception? Error) : EventArgs
+{
+    /// <summary>The file.</summary>
+    public string ModelPath { get; } = ModelPath;
+
+    /// <summary>The new model's manifest; null when the reload failed.</summary>
+    public ModelManifest? Manifest { get; } = Manifest;
+
+    /// <summary>Why the file could not be loaded (the old model keeps serving); null on success.</summary>
+    public Exception? Error { get; } = Error;
 }

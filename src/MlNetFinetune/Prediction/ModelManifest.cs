@@ -28,6 +28,24 @@ public sealed record ModelManifest(
 
     public const string EntryName = "MlNetFinetune/manifest.json";
 
+    /// <summary>
+    /// Throws <see cref="UserInputException"/> naming <paramref name="zipPath"/> when the manifest's classes are not, in
+    /// order, the class names the ML.NET model itself stores with its scores: an edited or swapped manifest would
+    /// otherwise put wrong names on right scores.
+    /// </summary>
+    public void CheckClasses(IReadOnlyList<string> modelClasses, string zipPath)
+    {
+        if (!modelClasses.SequenceEqual(Classes, StringComparer.Ordinal))
+        {
+            var at = Enumerable.Range(0, Math.Min(modelClasses.Count, Classes.Count)).FirstOrDefault(i => !string.Equals(modelClasses[i], Classes[i], StringComparison.Ordinal));
+            var detail = modelClasses.Count != Classes.Count
+                ? $"the model has {modelClasses.Count} classes, the manifest {Classes.Count}"
+                : $"score {at} is '{modelClasses[at]}' in the model but '{Classes[at]}' in the manifest";
+            throw new UserInputException($"{zipPath}: the manifest's class list does not match the model ({detail}); the file was edited or assembled from two models");
+        }
+    }
+
+    /// <summary>Writes this manifest into the zip at <paramref name="zipPath"/>, replacing any manifest there.</summary>
     public void WriteInto(string zipPath)
     {
         using var archive = ZipFile.Open(zipPath, ZipArchiveMode.Update);
@@ -58,9 +76,24 @@ public sealed record ModelManifest(
                     $"{zipPath}: model format {manifest.FormatVersion} is newer than this Predictor reads ({CurrentFormatVersion}); update MlNetFinetune");
             }
 
+            if (manifest.FormatVersion < 1)
+            {
+                throw new UserInputException($"{zipPath}: model format {manifest.FormatVersion} is not a format MlNetFinetune ever wrote (1 to {CurrentFormatVersion})");
+            }
+
             if (manifest.Classes is null || manifest.Classes.Count < 2)
             {
                 throw new UserInputException($"{zipPath}: model manifest lists no classes");
+            }
+
+            if (manifest.Classes.FirstOrDefault(string.IsNullOrEmpty) is not null)
+            {
+                throw new UserInputException($"{zipPath}: model manifest lists an empty class name");
+            }
+
+            if (manifest.Classes.GroupBy(c => c, StringComparer.Ordinal).FirstOrDefault(g => g.Count() > 1) is { } twice)
+            {
+                throw new UserInputException($"{zipPath}: model manifest lists the class '{twice.Key}' twice");
             }
 
             return manifest;

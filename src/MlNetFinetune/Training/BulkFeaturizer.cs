@@ -1,3 +1,4 @@
+using System.Collections.Concurrent;
 using System.Diagnostics;
 using System.Security.Cryptography;
 using System.Threading.Channels;
@@ -6,6 +7,7 @@ using Microsoft.ML.Data;
 using Microsoft.ML.OnnxRuntime;
 using MlNetFinetune.Backbones;
 using MlNetFinetune.Data;
+using MlNetFinetune.Images;
 using MlNetFinetune.Pipeline;
 
 namespace MlNetFinetune.Training;
@@ -15,33 +17,57 @@ namespace MlNetFinetune.Training;
 /// <param name="DecodeWorkers">Threads decoding and resizing while the backbone runs; 0 picks half the cores (at least 1).</param>
 /// <param name="GpuDevice">CUDA device for the backbone, or null for the CPU.</param>
 /// <param name="WriterName">Name of the cache file this run appends to (shards use their own).</param>
-public sealed record FeaturizationOptions(int BatchSize = 16, int DecodeWorkers = 0, int? GpuDevice = null, string WriterName = "run");
+/// <param name="Limits">Bounds on each image file (bytes) and on what it may decode to (pixels), checked before decoding.</param>
+public sealed record FeaturizationOptions(int BatchSize = 16, int DecodeWorkers = 0, int? GpuDevice = null, string WriterName = "run", ImageLimits? Limits = null)
+{
+    /// <summary>Throws <see cref="UserInputException"/> naming the option when a value cannot work.</summary>
+    public void Validate()
+    {
+        if (BatchSize is < 1 or > 4096)
+        {
+            throw new UserInputException(string.Create(System.Globalization.CultureInfo.InvariantCulture, $"--batch-size {BatchSize}: must be between 1 and 4096"));
+        }
 
-/// <summary>What a featurization did.</summary>
-public sealed record FeaturizationResult(
-    IReadOnlyDictionary<string, string> KeyByPath,
-    IReadOnlyList<SkippedFile> Skipped,
+        if (DecodeWorkers < 0)
+        {
+            throw new UserInputException(string.Create(System.Globalization.CultureInfo.InvariantCulture, $"decode workers {DecodeWorkers}: must be 0 (automatic) or more"));
+        }
+
+        Limits?.Validate();
+        if (GpuDevice is < 0)
+        {
+            throw new UserInputException(string.Create(System.Globalization.CultureInfo.InvariantCulture, $"--gpu {GpuDevice}: a device number is 0 or more"));
+        }
+    }
+}
+
+/// <summary>What became of one image in a featurization: its content key once read, or the problem that stopped it.</summary>
+/// <param name="Key">Cache key of the image's bytes (null when they could not be read).</param>
+/// <param name="Problem">Why the image has no features, or null when it has them.</param>
+internal sealed record ImageOutcome(string? Key, string? Problem);
+
+/// <summary>What a bulk featurization did, per image path.</summary>
+internal sealed record BulkFeaturization(
+    IReadOnlyDictionary<string, ImageOutcome> Outcomes,
     int FromCache,
     int Computed,
     TimeSpan Elapsed,
-    string? GpuFallbackMessage)
-{
-    public double ImagesPerSecond => Computed == 0 ? 0 : Computed / Elapsed.TotalSeconds;
-}
+    string? GpuFallbackMessage);
 
 /// <summary>
-/// Runs the backbone over many image files into the <see cref="BottleneckCache"/>: decoding, resizing and pixel
+/// Runs the backbone over many images into the <see cref="BottleneckCache"/>: reading, decoding, resizing and pixel
 /// extraction (ML.NET's own transforms, so pixels match the saved chain) run on worker threads while ONNX Runtime
-/// runs batches of the dynamic-batch backbone graph. Images already cached are only hashed.
+/// runs batches of the dynamic-batch backbone graph. Images already cached are only hashed. Work is per content key:
+/// byte-identical files are decoded once, and a decoding failure is the failure of every file with those bytes.
 /// </summary>
-public sealed class BulkFeaturizer
+internal sealed class BulkFeaturizer
 {
     private readonly MLContext _ml;
-    private readonly BackboneOptions _backbone;
+    private readonly IBackbone _backbone;
     private readonly FeaturizationOptions _options;
     private readonly ITransformer _imageToPixels;
 
-    public BulkFeaturizer(MLContext ml, BackboneOptions backbone, FeaturizationOptions options)
+    public BulkFeaturizer(MLContext ml, IBackbone backbone, FeaturizationOptions options)
     {
         _ml = ml;
         _backbone = backbone;
@@ -57,28 +83,30 @@ public sealed class BulkFeaturizer
     public static string ImageKey(ReadOnlySpan<byte> encoded) => Convert.ToHexStringLower(SHA256.HashData(encoded))[..32];
 
     /// <summary>
-    /// Featurizes <paramref name="paths"/>; for those in <paramref name="mirrored"/> also the horizontally mirrored view,
-    /// cached under the image's key + <see cref="MirroredSuffix"/>.
+    /// Featurizes <paramref name="images"/>; for the paths in <paramref name="mirrored"/> also the horizontally mirrored
+    /// view, cached under the image's key + <see cref="MirroredSuffix"/>. Cancelling stops it with what was computed
+    /// flushed to the cache, and throws <see cref="OperationCanceledException"/>.
     /// </summary>
-    public FeaturizationResult Featurize(
-        IReadOnlyList<string> paths,
+    public BulkFeaturization Featurize(
+        IReadOnlyList<ImageRecord> images,
         BottleneckCache cache,
         IProgress<FeaturizationProgress>? progress = null,
         CancellationToken cancellation = default,
         IReadOnlySet<string>? mirrored = null)
     {
         var stopwatch = Stopwatch.StartNew();
-        var keys = new System.Collections.Concurrent.ConcurrentDictionary<string, string>(StringComparer.Ordinal);
-        var skipped = new System.Collections.Concurrent.ConcurrentBag<SkippedFile>();
+        var keyByPath = new ConcurrentDictionary<string, string>(StringComparer.Ordinal);
+        var readProblems = new ConcurrentDictionary<string, string>(StringComparer.Ordinal);
+        var decodeProblems = new ConcurrentDictionary<string, string>(StringComparer.Ordinal);
         var done = 0;
         var fromCache = 0;
         var computed = 0;
-        var batchSize = Math.Max(1, _options.BatchSize);
+        var batchSize = _backbone.RunsInBatches ? Math.Max(1, _options.BatchSize) : 1;
         var workers = _options.DecodeWorkers > 0 ? _options.DecodeWorkers : Math.Max(1, Environment.ProcessorCount / 2);
         var decoded = Channel.CreateBounded<(string Key, float[] Pixels)>(new BoundedChannelOptions(batchSize * 4) { SingleReader = true });
-        var queue = new System.Collections.Concurrent.ConcurrentQueue<string>(paths.Distinct(StringComparer.Ordinal));
+        var queue = new ConcurrentQueue<ImageRecord>(images.DistinctBy(i => i.Path, StringComparer.Ordinal));
         var total = queue.Count;
-        var pending = new HashSet<string>(StringComparer.Ordinal);
+        var claimed = new HashSet<string>(StringComparer.Ordinal);
 
         void Report()
         {
@@ -91,31 +119,32 @@ public sealed class BulkFeaturizer
         var decoders = Enumerable.Range(0, workers).Select(worker => Task.Run(async () =>
         {
             using var engine = _ml.Model.CreatePredictionEngine<ImageInput, PixelRow>(_imageToPixels);
-            while (!cancellation.IsCancellationRequested && queue.TryDequeue(out var path))
+            while (!cancellation.IsCancellationRequested && queue.TryDequeue(out var image))
             {
+                var path = image.Path;
                 byte[] bytes;
                 try
                 {
-                    bytes = File.ReadAllBytes(path);
+                    bytes = image.Content is { } content ? content.ToArray() : ImageDecoder.ReadFile(path, _options.Limits);
                 }
-                catch (IOException e)
+                catch (InvalidImageException e)
                 {
-                    skipped.Add(new SkippedFile(path, $"cannot read: {e.Message}"));
+                    readProblems[path] = e.Detail;
                     Interlocked.Increment(ref done);
                     continue;
                 }
 
                 var key = ImageKey(bytes);
-                keys[path] = key;
+                keyByPath[path] = key;
                 var wantMirrored = mirrored?.Contains(path) == true;
-                bool claimed, claimedMirrored;
-                lock (pending)
+                bool mine, mineMirrored;
+                lock (claimed)
                 {
-                    claimed = !cache.Contains(key) && pending.Add(key);
-                    claimedMirrored = wantMirrored && !cache.Contains(key + MirroredSuffix) && pending.Add(key + MirroredSuffix);
+                    mine = !cache.Contains(key) && claimed.Add(key);
+                    mineMirrored = wantMirrored && !cache.Contains(key + MirroredSuffix) && claimed.Add(key + MirroredSuffix);
                 }
 
-                if (!claimed && !claimedMirrored)
+                if (!mine && !mineMirrored)
                 {
                     Interlocked.Increment(ref fromCache);
                     Interlocked.Increment(ref done);
@@ -125,29 +154,23 @@ public sealed class BulkFeaturizer
                 float[] pixels;
                 try
                 {
-                    using var image = ImageDecoder.Decode(bytes, path);
-                    pixels = engine.Predict(new ImageInput { Image = image }).Pixels;
+                    using var decodedImage = ImageDecoder.Decode(bytes, path, _options.Limits);
+                    pixels = engine.Predict(new ImageInput { Image = decodedImage }).Pixels;
                 }
-                catch (InvalidDataException e)
+                catch (Exception e) when (e is not OperationCanceledException)
                 {
-                    keys.TryRemove(path, out _);
-                    lock (pending)
-                    {
-                        pending.Remove(key);
-                        pending.Remove(key + MirroredSuffix);
-                    }
-
-                    skipped.Add(new SkippedFile(path, e.Message[(path.Length + 2)..]));
+                    // Whatever a decoder makes of hostile bytes is this image's problem, never the run's.
+                    decodeProblems[key] = e is InvalidImageException refused ? refused.Detail : $"cannot be decoded ({e.GetType().Name}: {FirstLine(e.Message)})";
                     Interlocked.Increment(ref done);
                     continue;
                 }
 
-                if (claimedMirrored)
+                if (mineMirrored)
                 {
                     await decoded.Writer.WriteAsync((key + MirroredSuffix, Mirror(pixels, _backbone.ImageSize)), cancellation).ConfigureAwait(false);
                 }
 
-                if (claimed)
+                if (mine)
                 {
                     await decoded.Writer.WriteAsync((key, pixels), cancellation).ConfigureAwait(false);
                 }
@@ -159,8 +182,12 @@ public sealed class BulkFeaturizer
         }, cancellation)).ToArray();
         _ = Task.WhenAll(decoders).ContinueWith(t => decoded.Writer.Complete(t.Exception), TaskScheduler.Default);
 
-        var graph = ResNet18Backbone.BuildGraph(_backbone, batchSize: null);
+        var graph = _backbone.BuildGraph(batchSize: null);
         using var session = BackboneSession.Create(graph, _options.GpuDevice, out var fallback);
+
+        // Held for the whole loop: a RunOptions made inline in the Run call is unreachable once its handle is read,
+        // and its finalizer can free it while ONNX Runtime still uses it (seen as SIGSEGV after ~20,000 images).
+        using var runOptions = new RunOptions();
         var featureSize = _backbone.FeatureSize;
         var pixelCount = 3 * _backbone.ImageSize * _backbone.ImageSize;
         var batch = new List<(string Key, float[] Pixels)>(batchSize);
@@ -182,7 +209,7 @@ public sealed class BulkFeaturizer
                 }
 
                 using var tensor = OrtValue.CreateTensorValueFromMemory(input, [batch.Count, 3, _backbone.ImageSize, _backbone.ImageSize]);
-                using var outputs = session.Run(new RunOptions(), [ColumnNames.Pixels], [tensor], [ColumnNames.Features]);
+                using var outputs = session.Run(runOptions, [ColumnNames.Pixels], [tensor], [ColumnNames.Features]);
                 var features = outputs[0].GetTensorDataAsSpan<float>();
                 var records = new (string, float[])[batch.Count];
                 for (var i = 0; i < batch.Count; i++)
@@ -201,7 +228,7 @@ public sealed class BulkFeaturizer
             // What was flushed stays in the cache; the next run computes only the rest.
         }
 
-        Task.WaitAll(decoders.Select(d => d.ContinueWith(_ => { }, TaskScheduler.Default)).ToArray());
+        Task.WaitAll([.. decoders.Select(d => d.ContinueWith(_ => { }, TaskScheduler.Default))]);
         cancellation.ThrowIfCancellationRequested();
         var failed = decoders.FirstOrDefault(d => d.IsFaulted);
         if (failed is not null)
@@ -210,13 +237,15 @@ public sealed class BulkFeaturizer
         }
 
         Report();
-        return new FeaturizationResult(
-            new Dictionary<string, string>(keys, StringComparer.Ordinal),
-            [.. skipped.OrderBy(s => s.Path, StringComparer.Ordinal)],
-            fromCache,
-            computed,
-            stopwatch.Elapsed,
-            fallback);
+        var outcomes = new Dictionary<string, ImageOutcome>(StringComparer.Ordinal);
+        foreach (var image in images)
+        {
+            outcomes[image.Path] = keyByPath.TryGetValue(image.Path, out var key)
+                ? new ImageOutcome(key, cache.Contains(key) ? null : decodeProblems.GetValueOrDefault(key, "no features were computed"))
+                : new ImageOutcome(null, readProblems.GetValueOrDefault(image.Path, "not read"));
+        }
+
+        return new BulkFeaturization(outcomes, fromCache, computed, stopwatch.Elapsed, fallback);
     }
 
     /// <summary>Mirrors planar [3, size, size] pixels left to right.</summary>
@@ -234,6 +263,8 @@ public sealed class BulkFeaturizer
 
         return mirrored;
     }
+
+    private static string FirstLine(string text) => text.Split('\n', 2)[0].Trim();
 
     private sealed class PixelRow
     {

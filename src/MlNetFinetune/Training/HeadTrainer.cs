@@ -10,6 +10,13 @@ namespace MlNetFinetune.Training;
 /// <param name="Name">"softmax", "sdca" or "lightgbm".</param>
 public sealed record TrainedHead(string Name, ITransformer Transformer, float L2Regularization, int Epochs, IReadOnlyList<HeadCandidate> Candidates);
 
+/// <summary>One finished epoch of an early-stopped softmax head, as a progress callback sees it.</summary>
+/// <param name="L2Regularization">The L2 strength being trained.</param>
+/// <param name="Epoch">The epoch just finished, from 1.</param>
+/// <param name="Validation">The epoch's scores on the validation rows.</param>
+/// <param name="Head">The head after this epoch (normalizer and classifier), to score other rows with.</param>
+public sealed record HeadEpoch(float L2Regularization, int Epoch, MulticlassClassificationMetrics Validation, ITransformer Head);
+
 /// <summary>
 /// Fits the classifier head on cached bottleneck features. L-BFGS runs in epochs of a few iterations, each continuing
 /// from the last one's weights; after each epoch the head is scored on the validation split (never the held-out set),
@@ -25,13 +32,27 @@ public static class HeadTrainer
     public const string SdcaHead = "sdca";
     public const string LightGbmHead = "lightgbm";
 
+    /// <summary>Searches, trains and returns the head (see the class summary).</summary>
+    /// <param name="ml">The context the head is made in.</param>
+    /// <param name="labelToKey">Maps the rows' class names to the keys the head predicts.</param>
+    /// <param name="train">Training rows.</param>
+    /// <param name="validation">Validation rows; none trains one head with a fixed L2 strength for all iterations.</param>
+    /// <param name="featureSize">Length of the feature vectors.</param>
+    /// <param name="options">How the head is searched and trained.</param>
+    /// <param name="cancellation">Stops the search between epochs.</param>
+    /// <param name="onEpoch">Hears of every epoch of every early-stopped softmax run, with its validation scores.</param>
+    /// <param name="refitOnValidation">True (the Trainer's split) refits the winner on train + validation; false keeps
+    /// the validation rows out of training, for validation rows the caller brought (the ML.NET estimator's validation set).</param>
     public static TrainedHead Fit(
         MLContext ml,
         ITransformer labelToKey,
         IReadOnlyList<FeatureRow> train,
         IReadOnlyList<FeatureRow> validation,
         int featureSize,
-        HeadOptions options)
+        HeadOptions options,
+        CancellationToken cancellation = default,
+        Action<HeadEpoch>? onEpoch = null,
+        bool refitOnValidation = true)
     {
         var maxEpochs = Math.Max(1, options.MaximumIterations / Math.Max(1, options.EpochIterations));
         if (validation.Count == 0)
@@ -51,9 +72,11 @@ public static class HeadTrainer
         var clock = System.Diagnostics.Stopwatch.StartNew();
         var budget = options.SearchBudget ?? TimeSpan.FromMinutes(10);
         var candidates = new List<HeadCandidate>();
+        var softmaxRuns = new Dictionary<float, EarlyStoppingRun>();
         foreach (var l2 in options.L2Regularization is float given ? [given] : HeadOptions.L2Candidates)
         {
-            var run = TrainWithEarlyStopping(ml, searchView, validationView, l2, options, maxEpochs);
+            var run = TrainWithEarlyStopping(ml, searchView, validationView, l2, options, maxEpochs, cancellation, onEpoch);
+            softmaxRuns[l2] = run;
             candidates.Add(new HeadCandidate(SoftmaxHead, l2, run.BestAccuracy, run.BestLogLoss, run.BestEpoch, run.EpochsRun));
         }
 
@@ -61,6 +84,7 @@ public static class HeadTrainer
         {
             foreach (var name in new[] { SdcaHead, LightGbmHead })
             {
+                cancellation.ThrowIfCancellationRequested();
                 if (clock.Elapsed > budget)
                 {
                     candidates.Add(new HeadCandidate(name + " (not run: search budget spent)", 0, 0, 0, 0, 0));
@@ -77,20 +101,27 @@ public static class HeadTrainer
             .OrderByDescending(c => c.ValidationAccuracy).ThenBy(c => c.ValidationLogLoss).First();
         if (best.Head != SoftmaxHead)
         {
-            var trainOn = sampled ? FeatureRow.ToDataView(ml, train, featureSize) : FeatureRow.ToDataView(ml, train.Concat(validation), featureSize);
+            var trainOn = sampled || !refitOnValidation ? FeatureRow.ToDataView(ml, train, featureSize) : FeatureRow.ToDataView(ml, train.Concat(validation), featureSize);
             return new TrainedHead(best.Head, FitAlternative(ml, best.Head, labelToKey.Transform(trainOn), validationView), 0, 1, candidates);
         }
 
         if (sampled)
         {
             var trainView = labelToKey.Transform(FeatureRow.ToDataView(ml, train, featureSize));
-            var full = TrainWithEarlyStopping(ml, trainView, validationView, best.L2Regularization, options, maxEpochs);
+            var full = TrainWithEarlyStopping(ml, trainView, validationView, best.L2Regularization, options, maxEpochs, cancellation, onEpoch);
             var winner = new HeadCandidate(SoftmaxHead + " (all training rows)", best.L2Regularization, full.BestAccuracy, full.BestLogLoss, full.BestEpoch, full.EpochsRun);
             return new TrainedHead(SoftmaxHead, full.Best, best.L2Regularization, full.BestEpoch, [.. candidates, winner]);
         }
 
+        // Validation rows the caller brought (not split off the training rows) stay out of training, as in ML.NET's
+        // ImageClassificationTrainer: the best epoch of the search is the head.
+        if (!refitOnValidation)
+        {
+            return new TrainedHead(SoftmaxHead, softmaxRuns[best.L2Regularization].Best, best.L2Regularization, best.BestEpoch, candidates);
+        }
+
         var all = labelToKey.Transform(FeatureRow.ToDataView(ml, train.Concat(validation), featureSize));
-        var final = TrainEpochs(ml, all, best.L2Regularization, options, best.BestEpoch);
+        var final = TrainEpochs(ml, all, best.L2Regularization, options, best.BestEpoch, cancellation);
         return new TrainedHead(SoftmaxHead, final, best.L2Regularization, best.BestEpoch, candidates);
     }
 
@@ -129,8 +160,12 @@ public static class HeadTrainer
     /// <summary>What an early-stopped run kept: the best epoch's head and its validation scores, and every epoch's log-loss.</summary>
     public sealed record EarlyStoppingRun(ITransformer Best, int BestEpoch, double BestAccuracy, double BestLogLoss, int EpochsRun, IReadOnlyList<double> ValidationLogLoss);
 
-    /// <summary>Trains in epochs, scoring each on <paramref name="validation"/>, and keeps the epoch of lowest validation log-loss.</summary>
-    public static EarlyStoppingRun TrainWithEarlyStopping(MLContext ml, IDataView train, IDataView validation, float l2, HeadOptions options, int maxEpochs)
+    /// <summary>
+    /// Trains in epochs, scoring each on <paramref name="validation"/>, and keeps the epoch of lowest validation log-loss;
+    /// <paramref name="onEpoch"/> hears of every epoch.
+    /// </summary>
+    public static EarlyStoppingRun TrainWithEarlyStopping(MLContext ml, IDataView train, IDataView validation, float l2, HeadOptions options, int maxEpochs,
+        CancellationToken cancellation = default, Action<HeadEpoch>? onEpoch = null)
     {
         var normalizer = ImageClassificationChain.HeadNormalizer(ml).Fit(train);
         var normalized = normalizer.Transform(train);
@@ -142,11 +177,13 @@ public static class HeadTrainer
         var history = new List<double>();
         while (epoch < maxEpochs && epoch - bestEpoch <= options.Patience)
         {
+            cancellation.ThrowIfCancellationRequested();
             epoch++;
             current = current is null ? trainer.Fit(normalized) : trainer.Fit(normalized, current.Model);
             var head = new TransformerChain<ITransformer>(normalizer, current);
             var metrics = ml.MulticlassClassification.Evaluate(head.Transform(validation), labelColumnName: ColumnNames.LabelKey);
             history.Add(metrics.LogLoss);
+            onEpoch?.Invoke(new HeadEpoch(l2, epoch, metrics, head));
             if (metrics.LogLoss < bestLogLoss)
             {
                 (best, bestEpoch, bestLogLoss, bestAccuracy) = (head, epoch, metrics.LogLoss, metrics.MicroAccuracy);
@@ -156,7 +193,7 @@ public static class HeadTrainer
         return new EarlyStoppingRun(best!, bestEpoch, bestAccuracy, bestLogLoss, epoch, history);
     }
 
-    private static ITransformer TrainEpochs(MLContext ml, IDataView train, float l2, HeadOptions options, int epochs)
+    private static ITransformer TrainEpochs(MLContext ml, IDataView train, float l2, HeadOptions options, int epochs, CancellationToken cancellation)
     {
         var normalizer = ImageClassificationChain.HeadNormalizer(ml).Fit(train);
         var normalized = normalizer.Transform(train);
@@ -164,12 +201,12 @@ public static class HeadTrainer
         var current = trainer.Fit(normalized);
         for (var epoch = 2; epoch <= epochs; epoch++)
         {
+            cancellation.ThrowIfCancellationRequested();
             current = trainer.Fit(normalized, current.Model);
         }
 
         return new TransformerChain<ITransformer>(normalizer, current);
     }
-
 
     private sealed class ScoreRow
     {

@@ -1,46 +1,52 @@
 using System.Diagnostics;
 using System.Globalization;
-using System.Text;
 using Microsoft.ML;
-using Microsoft.ML.Data;
 using MlNetFinetune.Backbones;
 using MlNetFinetune.Data;
 using MlNetFinetune.Evaluation;
 using MlNetFinetune.Pipeline;
-using MlNetFinetune.Prediction;
 
 namespace MlNetFinetune.Training;
 
 /// <summary>What a training run produced.</summary>
+/// <param name="ModelPath">Full path of the saved model.zip.</param>
+/// <param name="Report">The held-out evaluation.</param>
+/// <param name="HeldOutPredictions">The model's answer for every held-out image scored.</param>
+/// <param name="Featurization">Every image of the run with its features or skip reason.</param>
+/// <param name="Backbone">The backbone the features came from.</param>
 public sealed record TrainingResult(
     string ModelPath,
     EvaluationReport Report,
     IReadOnlyList<HeldOutPrediction> HeldOutPredictions,
     FeaturizationResult Featurization,
-    BackboneOptions Backbone);
+    IBackbone Backbone);
 
 /// <summary>
-/// Trains an image classifier: scan, split, featurize every image once into the bottleneck cache, fit the head on
-/// cached features, compose the fitted featurizer and head into one ML.NET model, save it with its manifest, and
-/// evaluate on the held-out images.
+/// Trains an image classifier in six steps: scan and split the folders, featurize every image once into the
+/// bottleneck cache, fit the head on cached features, compose the fitted featurizer and head into one ML.NET model and
+/// save it, and evaluate on the held-out images. Cancelling stops it between or inside steps (an
+/// <see cref="OperationCanceledException"/>), never with half a file written.
 /// </summary>
 public sealed class ImageClassifierTrainer(TrainingOptions options)
 {
+    /// <summary>Runs the training; <paramref name="log"/> receives one line per step.</summary>
     public TrainingResult Train(IProgress<FeaturizationProgress>? progress = null, Action<string>? log = null, CancellationToken cancellation = default)
     {
         log ??= _ => { };
+        options.Validate();
         var ml = new MLContext(options.Seed);
-        var images = ScanAndSplit(log);
+
+        var images = TrainingImages.Collect(options);
+        log(images.Describe());
         var backbone = ResolveBackbone(images.Data, log);
-        var featureSize = backbone.FeatureSize;
         var workspace = options.Workspace ?? TrainingOptions.DefaultWorkspace;
-        var fingerprint = ResNet18Backbone.Fingerprint(backbone);
-        var skipped = new List<SkippedFile>(images.Skipped);
-        using var cache = BottleneckCache.Open(workspace, fingerprint, featureSize);
-        log(string.Create(CultureInfo.InvariantCulture, $"Bottleneck cache {cache.Directory}: {cache.LoadedCount} feature vectors on disk"));
+        using var store = FeatureStore.Open(ml, workspace, backbone, options.Featurization);
+        var corrupt = store.CorruptCount > 0 ? string.Create(CultureInfo.InvariantCulture, $", {store.CorruptCount} corrupt record(s) dropped, their images recomputed") : "";
+        log(string.Create(CultureInfo.InvariantCulture, $"Bottleneck cache {store.Directory}: {store.LoadedCount} feature vectors on disk{corrupt}"));
+        cancellation.ThrowIfCancellationRequested();
+
         var mirrored = options.MirroredViews ? images.Train.Concat(images.Validation).Select(i => i.Path).ToHashSet(StringComparer.Ordinal) : null;
-        var featurization = new BulkFeaturizer(ml, backbone, options.Featurization)
-            .Featurize([.. images.All.Select(i => i.Path)], cache, progress, cancellation, mirrored);
+        var featurization = store.Featurize(images.All, mirrored, progress, cancellation);
         if (featurization.GpuFallbackMessage is not null)
         {
             log(featurization.GpuFallbackMessage);
@@ -51,39 +57,45 @@ public sealed class ImageClassifierTrainer(TrainingOptions options)
             log($"skipped {s.Path}: {s.Reason}");
         }
 
-        skipped.AddRange(featurization.Skipped);
-        var trainRows = Rows(images.Train, featurization, cache, withMirrored: options.MirroredViews);
-        var validationRows = Rows(images.Validation, featurization, cache, withMirrored: false);
-        var heldOutUsed = images.HeldOut.Where(i => featurization.KeyByPath.ContainsKey(i.Path)).ToList();
-        var heldOutRows = Rows(heldOutUsed, featurization, cache, withMirrored: false);
-        if (trainRows.Select(r => r.Label).Distinct().Count() < 2)
+        var (train, validation, heldOut, duplicates) = Parts(images, featurization);
+        if (duplicates.Any)
         {
-            throw new UserInputException($"{options.DataFolder}: fewer than two classes have readable training images");
+            log(DescribeDuplicates(duplicates));
         }
 
-        var labelToKey = ImageClassificationChain.LabelToKey(ml).Fit(FeatureRow.ToDataView(ml, trainRows, featureSize));
-        var classNames = ClassNames(labelToKey, ml, trainRows, featureSize);
+        var trainRows = Rows(train, options.MirroredViews);
+        var validationRows = Rows(validation, withMirrored: false);
+        var heldOutRows = Rows(heldOut, withMirrored: false);
+        cancellation.ThrowIfCancellationRequested();
 
+        var labelToKey = ImageClassificationChain.LabelToKey(ml).Fit(FeatureRow.ToDataView(ml, trainRows, backbone.FeatureSize));
+        var classNames = ImageClassificationChain.ClassNames(labelToKey, FeatureRow.ToDataView(ml, trainRows.Take(1), backbone.FeatureSize).Schema);
         var headClock = Stopwatch.StartNew();
-        var head = HeadTrainer.Fit(ml, labelToKey, trainRows, validationRows, featureSize, options.Head);
+        var head = HeadTrainer.Fit(ml, labelToKey, trainRows, validationRows, backbone.FeatureSize, options.Head, cancellation);
         headClock.Stop();
         log(string.Create(CultureInfo.InvariantCulture, $"Head fitted in {headClock.Elapsed.TotalSeconds:F1} s: {head.Name}, L2 = {head.L2Regularization}, {head.Epochs} epoch(s)"));
+        cancellation.ThrowIfCancellationRequested();
 
-        var scores = HeadTrainer.PredictScores(ml, labelToKey, head.Transformer, heldOutRows, featureSize);
-        var predictions = heldOutUsed.Select((image, i) => new HeldOutPrediction(
-            image.Path, image.Label, classNames[ArgMax(scores[i])], scores[i])).ToList();
-
+        var scores = HeadTrainer.PredictScores(ml, labelToKey, head.Transformer, heldOutRows, backbone.FeatureSize);
+        var predictions = heldOut.Select((image, i) => new HeldOutPrediction(
+            image.Image.Path, image.Image.Label, classNames[ArgMax(scores[i])], scores[i])).ToList();
         var summary = new TrainingSummary(
-            backbone.Describe(), featureSize, trainRows.Count, validationRows.Count, heldOutUsed.Count, images.HeldOutSource,
+            backbone.Describe(), backbone.FeatureSize, train.Count, validation.Count, heldOut.Count, images.HeldOutSource,
             head.Name, head.L2Regularization, head.Candidates, featurization.FromCache, featurization.Computed,
             featurization.ImagesPerSecond, featurization.Elapsed.TotalSeconds, headClock.Elapsed.TotalSeconds, options.Seed);
-        var report = HeldOutEvaluator.Evaluate(classNames, predictions, skipped, summary);
+        var report = HeldOutEvaluator.Evaluate(classNames, predictions, [.. images.Skipped, .. featurization.Skipped], summary) with
+        {
+            Ignored = images.Ignored,
+            Duplicates = duplicates,
+        };
 
         var modelPath = Path.Combine(options.OutputFolder, TrainingOptions.ModelFileName);
-        SaveModel(ml, backbone, labelToKey, head, classNames, report, workspace, fingerprint, modelPath);
-        ReportWriter.WriteAll(report, options.OutputFolder);
+        ModelFile.Save(ml, backbone, head, classNames, report, workspace, modelPath, cancellation);
+        ReportWriter.WriteAll(report, predictions, options.OutputFolder);
         HtmlReportWriter.Write(report, predictions, options.OutputFolder);
-        AtomicFile.WriteAllText(Path.Combine(options.OutputFolder, TrainingOptions.PredictionsFileName), PredictionsCsv(predictions));
+
+        // A Ctrl+C that came while the files were written still ends the run as interrupted; each file is whole.
+        cancellation.ThrowIfCancellationRequested();
         return new TrainingResult(Path.GetFullPath(modelPath), report, predictions, featurization, backbone);
     }
 
@@ -94,73 +106,64 @@ public sealed class ImageClassifierTrainer(TrainingOptions options)
     public FeaturizationResult FeaturizeShard(ShardSpec shard, IProgress<FeaturizationProgress>? progress = null, Action<string>? log = null, CancellationToken cancellation = default)
     {
         log ??= _ => { };
-        var images = ScanAndSplit(log);
+        options.Validate();
+        var images = TrainingImages.Collect(options);
         var backbone = ResolveBackbone(images.Data, log);
-        var paths = images.All.Where(i => shard.Contains(images.RelativePath(i.Path))).Select(i => i.Path).ToList();
-        log(string.Create(CultureInfo.InvariantCulture, $"Shard {shard}: {paths.Count} of {images.All.Count} images"));
-        var workspace = options.Workspace ?? TrainingOptions.DefaultWorkspace;
-        using var cache = BottleneckCache.Open(workspace, ResNet18Backbone.Fingerprint(backbone), backbone.FeatureSize);
+        var mine = images.All.Where(i => shard.Contains(images.RelativePath(i.Path))).ToList();
+        log(string.Create(CultureInfo.InvariantCulture, $"Shard {shard}: {mine.Count} of {images.All.Count} images"));
+        var ml = new MLContext(options.Seed);
+        using var store = FeatureStore.Open(ml, options.Workspace ?? TrainingOptions.DefaultWorkspace, backbone, options.Featurization with { WriterName = shard.WriterName });
         var mirrored = options.MirroredViews
-            ? images.Train.Concat(images.Validation).Select(i => i.Path).Where(paths.Contains).ToHashSet(StringComparer.Ordinal)
+            ? images.Train.Concat(images.Validation).Select(i => i.Path).ToHashSet(StringComparer.Ordinal)
             : null;
-        return new BulkFeaturizer(new MLContext(options.Seed), backbone, options.Featurization with { WriterName = shard.WriterName })
-            .Featurize(paths, cache, progress, cancellation, mirrored);
+        return store.Featurize(mine, mirrored, progress, cancellation);
     }
 
-    private sealed record SplitImages(
-        ImageFolder Data,
-        string? TestRoot,
-        IReadOnlyList<ImageRecord> Train,
-        IReadOnlyList<ImageRecord> Validation,
-        IReadOnlyList<ImageRecord> HeldOut,
-        string HeldOutSource,
-        IReadOnlyList<SkippedFile> Skipped)
+    /// <summary>
+    /// The usable images of each part, with byte-identical copies across parts found and left out where they would
+    /// flatter the scores; throws <see cref="UserInputException"/> naming every class left with no usable training image.
+    /// </summary>
+    private (List<FeaturizedImage> Train, IReadOnlyList<FeaturizedImage> Validation, IReadOnlyList<FeaturizedImage> HeldOut, DuplicateImages Duplicates) Parts(
+        TrainingImages images, FeaturizationResult featurization)
     {
-        public IReadOnlyList<ImageRecord> All => [.. Train, .. Validation, .. HeldOut];
+        var all = featurization.Images;
+        var (trainCount, validationCount) = (images.Train.Count, images.Validation.Count);
+        var train = all.Take(trainCount).Where(i => i.IsUsable).ToList();
+        var validation = all.Skip(trainCount).Take(validationCount).Where(i => i.IsUsable).ToList();
+        var heldOut = all.Skip(trainCount + validationCount).Where(i => i.IsUsable).ToList();
 
-        /// <summary>Path relative to its folder, prefixed so that a training and a test image never collide.</summary>
-        public string RelativePath(string path) => TestRoot is not null && path.StartsWith(TestRoot + Path.DirectorySeparatorChar, StringComparison.Ordinal)
-            ? "test/" + Path.GetRelativePath(TestRoot, path)
-            : "data/" + Path.GetRelativePath(Data.Root, path);
-    }
-
-    private SplitImages ScanAndSplit(Action<string> log)
-    {
-        var data = ImageFolder.Scan(options.DataFolder);
-        var skipped = new List<SkippedFile>(data.Skipped);
-        IReadOnlyList<ImageRecord> trainAndValidation;
-        IReadOnlyList<ImageRecord> heldOut;
-        string heldOutSource;
-        string? testRoot = null;
-        if (options.TestFolder is not null)
+        var usable = train.Select(i => i.Image.Label).ToHashSet(StringComparer.Ordinal);
+        var empty = images.Data.Classes.Where(c => !usable.Contains(c)).ToList();
+        if (empty.Count > 0)
         {
-            var test = ImageFolder.Scan(options.TestFolder, minimumClasses: 1);
-            var unknown = test.Classes.Except(data.Classes, StringComparer.Ordinal).ToList();
-            if (unknown.Count > 0)
-            {
-                throw new UserInputException($"{options.TestFolder}: class folder(s) {string.Join(", ", unknown)} not in the training data {options.DataFolder}");
-            }
-
-            trainAndValidation = data.Images;
-            heldOut = test.Images;
-            heldOutSource = $"test folder {options.TestFolder}";
-            testRoot = test.Root;
-            skipped.AddRange(test.Skipped);
-        }
-        else
-        {
-            (trainAndValidation, heldOut) = StratifiedSplit.Split(data.Images, options.HeldOutFraction, options.Seed);
-            heldOutSource = string.Create(CultureInfo.InvariantCulture, $"stratified {options.HeldOutFraction:P0} of {options.DataFolder}, seed {options.Seed}");
+            var unusable = all.Take(trainCount).Where(i => !i.IsUsable && empty.Contains(i.Image.Label)).ToList();
+            var example = unusable.FirstOrDefault() is { } first ? $", e.g. {first.Image.Path}: {first.SkipReason}" : "";
+            var classes = string.Join(", ", empty.Select(c => $"'{c}'"));
+            throw new UserInputException(string.Create(CultureInfo.InvariantCulture,
+                $"{options.DataFolder}: class(es) {classes} have no usable training image ({unusable.Count} skipped{example}); fix or remove them, or remove the class folder"));
         }
 
-        var (train, validation) = StratifiedSplit.Split(trainAndValidation, options.ValidationFraction, options.Seed + 1);
-        log(string.Create(CultureInfo.InvariantCulture,
-            $"{data.Images.Count} images in {data.Classes.Count} classes: {train.Count} train, {validation.Count} validation, {heldOut.Count} held-out"));
-        return new SplitImages(data, testRoot, train, validation, heldOut, heldOutSource, skipped);
+        var (duplicates, keptValidation, keptHeldOut) = DuplicateImages.Find(train, validation, heldOut, options.ExcludeHeldOutDuplicates);
+        return (train, keptValidation, keptHeldOut, duplicates);
     }
 
-    private BackboneOptions ResolveBackbone(ImageFolder data, Action<string> log)
+    private static string DescribeDuplicates(DuplicateImages d)
     {
+        var heldOut = d.HeldOutExcluded ? "left out of the held-out score" : "kept: --keep-held-out-duplicates";
+        var example = d.Examples.Count > 0 ? $"; e.g. {d.Examples[0].Path} = {d.Examples[0].SameAs}" : "";
+        return string.Create(CultureInfo.InvariantCulture,
+            $"Byte-identical images: {d.HeldOutInTraining} held-out image(s) also in training or validation ({heldOut}), {d.ValidationInTraining} validation image(s) also in training (left out of validation), {d.ConflictingLabels} content(s) under more than one label{example}");
+    }
+
+    private IBackbone ResolveBackbone(ImageFolder data, Action<string> log)
+    {
+        if (!options.BuiltInBackbone)
+        {
+            var own = OnnxFileBackbone.Load(options.Backbone!, options.Pixels, options.ImageSize, options.Features);
+            log(string.Create(CultureInfo.InvariantCulture, $"Backbone {own.Path}: input {own.ImageSize} px, {own.FeatureSize} features from {own.Features}{(own.RunsInBatches ? "" : ", one image at a time (fixed batch of 1)")}"));
+            return own;
+        }
+
         BackboneOptions chosen;
         if (options.ImageSize is int size && options.Features is string features)
         {
@@ -174,75 +177,22 @@ public sealed class ImageClassifierTrainer(TrainingOptions options)
             log(string.Create(CultureInfo.InvariantCulture, $"Data: {profile}; backbone input {chosen.ImageSize} px, features {chosen.Features}"));
         }
 
-        chosen.Validate();
-        return chosen;
+        return new ResNet18Backbone(chosen);
     }
 
-    private static void SaveModel(MLContext ml, BackboneOptions backbone, ITransformer labelToKey, TrainedHead head, IReadOnlyList<string> classNames,
-        EvaluationReport report, string workspace, string fingerprint, string modelPath)
-    {
-        // The chain's backbone graph is a file ML.NET reads once at Fit and then embeds in the saved zip.
-        var graphPath = Path.Combine(workspace, "graphs", $"{fingerprint}-chain.onnx");
-        if (!File.Exists(graphPath))
-        {
-            AtomicFile.Write(graphPath, temporary => File.WriteAllBytes(temporary, ResNet18Backbone.BuildGraph(backbone, batchSize: 1)));
-        }
-
-        var inputs = ml.Data.LoadFromEnumerable(Array.Empty<ImageInput>());
-        var keyed = labelToKey.Transform(inputs);
-        var featurizer = ImageClassificationChain.Featurizer(ml, graphPath, backbone.ImageSize).Fit(keyed);
-        var featurized = featurizer.Transform(keyed);
-        var keyToLabel = ImageClassificationChain.KeyToLabel(ml).Fit(head.Transformer.Transform(featurized));
-        var model = new TransformerChain<ITransformer>(labelToKey, featurizer, head.Transformer, keyToLabel);
-
-        var manifest = new ModelManifest(
-            ModelManifest.CurrentFormatVersion,
-            $"MlNetFinetune {typeof(ImageClassifierTrainer).Assembly.GetName().Version}",
-            classNames,
-            "resnet18",
-            backbone.ImageSize,
-            string.Join('+', backbone.ParseTaps()),
-            backbone.FeatureSize,
-            head.Name,
-            head.L2Regularization,
-            new ManifestMetrics(report.MicroAccuracy, report.MacroAccuracy, report.LogLoss, report.Training.HeldOutImages));
-        AtomicFile.Write(modelPath, temporary =>
-        {
-            ml.Model.Save(model, inputs.Schema, temporary);
-            manifest.WriteInto(temporary);
-        });
-    }
-
-    private static List<FeatureRow> Rows(IEnumerable<ImageRecord> images, FeaturizationResult featurization, BottleneckCache cache, bool withMirrored)
+    private static List<FeatureRow> Rows(IEnumerable<FeaturizedImage> images, bool withMirrored)
     {
         var rows = new List<FeatureRow>();
         foreach (var image in images)
         {
-            if (!featurization.KeyByPath.TryGetValue(image.Path, out var key))
+            rows.Add(new FeatureRow { Label = image.Image.Label, Features = image.Features! });
+            if (withMirrored && image.MirroredFeatures is { } mirrored)
             {
-                continue;
-            }
-
-            if (cache.TryGet(key, out var features))
-            {
-                rows.Add(new FeatureRow { Label = image.Label, Features = features });
-            }
-
-            if (withMirrored && cache.TryGet(key + BulkFeaturizer.MirroredSuffix, out var mirrored))
-            {
-                rows.Add(new FeatureRow { Label = image.Label, Features = mirrored });
+                rows.Add(new FeatureRow { Label = image.Image.Label, Features = mirrored });
             }
         }
 
         return rows;
-    }
-
-    private static List<string> ClassNames(ITransformer labelToKey, MLContext ml, IReadOnlyList<FeatureRow> rows, int featureSize)
-    {
-        var schema = labelToKey.GetOutputSchema(FeatureRow.ToDataView(ml, rows.Take(1), featureSize).Schema);
-        VBuffer<ReadOnlyMemory<char>> names = default;
-        schema[ColumnNames.LabelKey].GetKeyValues(ref names);
-        return [.. names.DenseValues().Select(n => n.ToString())];
     }
 
     private static int ArgMax(float[] values)
@@ -258,18 +208,4 @@ public sealed class ImageClassifierTrainer(TrainingOptions options)
 
         return best;
     }
-
-    private static string PredictionsCsv(IEnumerable<HeldOutPrediction> predictions)
-    {
-        var csv = new StringBuilder("path,true_label,predicted_label,confidence\n");
-        foreach (var p in predictions)
-        {
-            csv.Append(Csv(p.Path)).Append(',').Append(Csv(p.TrueLabel)).Append(',').Append(Csv(p.PredictedLabel)).Append(',')
-                .Append(p.Scores.Max().ToString("F6", CultureInfo.InvariantCulture)).Append('\n');
-        }
-
-        return csv.ToString();
-    }
-
-    private static string Csv(string field) => field.Contains(',') || field.Contains('"') ? $"\"{field.Replace("\"", "\"\"")}\"" : field;
 }

@@ -1,3 +1,4 @@
+using System.Globalization;
 using MlNetFinetune.Backbones;
 using MlNetFinetune.Pipeline;
 
@@ -26,15 +27,83 @@ public sealed record TrainingOptions(
     /// <summary>Pooled backbone taps, e.g. "s4" or "s2g2+s3g2+s4"; null chooses them from the data.</summary>
     public string? Features { get; init; }
 
+    /// <summary>
+    /// The pretrained network: null or "resnet18" for the built-in ImageNet ResNet18, else the path of an ONNX image
+    /// model (see <see cref="OnnxFileBackbone"/>) whose input convention is <see cref="Pixels"/>.
+    /// </summary>
+    public string? Backbone { get; init; }
+
+    /// <summary>What the ONNX file of <see cref="Backbone"/> expects in its input; unused for the built-in backbone.</summary>
+    public PixelConvention Pixels { get; init; } = PixelConvention.ImageNet;
+
+    /// <summary>Whether <see cref="Backbone"/> names the built-in network.</summary>
+    public bool BuiltInBackbone => Backbone is null || Backbone.Equals(BuiltInBackboneName, StringComparison.OrdinalIgnoreCase);
+
+    /// <summary>The name of the built-in backbone on the command line.</summary>
+    public const string BuiltInBackboneName = "resnet18";
+
     /// <summary>Also trains on the horizontally mirrored view of every training image (featurized once, cached).</summary>
     public bool MirroredViews { get; init; }
 
+    /// <summary>
+    /// Leaves held-out images whose bytes equal a training or validation image's out of the held-out score (default):
+    /// they measure memory, not generalisation. They are counted and listed in the report either way.
+    /// </summary>
+    public bool ExcludeHeldOutDuplicates { get; init; } = true;
+
+    /// <summary>How the head is trained and chosen.</summary>
     public HeadOptions Head { get; init; } = new();
 
+    /// <summary>How the backbone runs over the images.</summary>
     public FeaturizationOptions Featurization { get; init; } = new();
 
+    /// <summary>File name of the saved model in <see cref="OutputFolder"/>.</summary>
     public const string ModelFileName = "model.zip";
-    public const string PredictionsFileName = "heldout-predictions.csv";
+
+    /// <summary>Throws <see cref="UserInputException"/> naming the option when a value cannot work, before any work starts.</summary>
+    public void Validate()
+    {
+        if (string.IsNullOrWhiteSpace(DataFolder))
+        {
+            throw new UserInputException("--data: give the folder of training images");
+        }
+
+        if (string.IsNullOrWhiteSpace(OutputFolder))
+        {
+            throw new UserInputException("--output: give a folder for the model and reports");
+        }
+
+        if (!(HeldOutFraction is > 0 and < 1))
+        {
+            throw new UserInputException(string.Create(CultureInfo.InvariantCulture, $"--held-out-fraction {HeldOutFraction}: must be between 0 and 1 (exclusive), e.g. 0.2"));
+        }
+
+        if (!(ValidationFraction is > 0 and < 1))
+        {
+            throw new UserInputException(string.Create(CultureInfo.InvariantCulture, $"validation fraction {ValidationFraction}: must be between 0 and 1 (exclusive)"));
+        }
+
+        if (!BuiltInBackbone)
+        {
+            if (!File.Exists(Backbone))
+            {
+                throw new UserInputException($"--backbone {Backbone}: no such ONNX file (or use {BuiltInBackboneName})");
+            }
+
+            Pixels.Validate();
+        }
+        else if (ImageSize is int size)
+        {
+            new BackboneOptions(size, Features ?? "s4").Validate();
+        }
+        else if (Features is string features)
+        {
+            new BackboneOptions(BackboneOptions.MaximumImageSize, features).ParseTaps();
+        }
+
+        Head.Validate();
+        Featurization.Validate();
+    }
 
     /// <summary>$XDG_CACHE_HOME/mlnetfinetune, else ~/.cache/mlnetfinetune: features are keyed by content, so one cache serves every data set.</summary>
     public static string DefaultWorkspace

@@ -2,6 +2,7 @@ using System.Globalization;
 using Microsoft.AspNetCore.Http;
 using Microsoft.Net.Http.Headers;
 using MlNetFinetune.Evaluation;
+using MlNetFinetune.Images;
 using MlNetFinetune.Prediction;
 
 namespace MlNetFinetune.Predictor.Serving;
@@ -10,15 +11,12 @@ namespace MlNetFinetune.Predictor.Serving;
 public sealed record ErrorResponse(string Error);
 
 /// <summary>The request handlers. Every refusal is a 4xx with one line saying what was wrong and which limit applies.</summary>
-public sealed class PredictionEndpoints(ImageClassifier classifier, ServeOptions options) : IDisposable
+public sealed class PredictionEndpoints(ImageClassifier classifier, ServeOptions options, BodyBudget budget)
 {
     public const int DefaultTop = 3;
 
     /// <summary>The form field a multipart upload should use; any other file field is taken when it is missing.</summary>
     public const string FileField = "file";
-
-    // Requests beyond the classifier's engines wait here without holding a thread; ImageClassifier.Predict would block one.
-    private readonly SemaphoreSlim _gate = new(classifier.MaxConcurrency, classifier.MaxConcurrency);
 
     public static IResult Error(int status, string message) => Results.Json(new ErrorResponse(message), statusCode: status);
 
@@ -38,21 +36,27 @@ public sealed class PredictionEndpoints(ImageClassifier classifier, ServeOptions
             return TooLarge(request.ContentLength.Value);
         }
 
+        // Admitted only when the body fits the in-flight budget; a chunked body reserves the most it may be.
+        using var reservation = await budget.ReserveAsync(request.ContentLength ?? options.MaxBodyBytes, aborted);
         byte[] image;
         string source;
         try
         {
             (image, source) = await ReadImageAsync(request, aborted);
         }
-        catch (BadHttpRequestException e) when (e.StatusCode == StatusCodes.Status413PayloadTooLarge)
+        catch (BadHttpRequestException e)
         {
-            return TooLarge(null);
+            // 413 past --max-body-bytes, 408 for a body arriving too slowly, 400 for a body cut short.
+            return e.StatusCode == StatusCodes.Status413PayloadTooLarge
+                ? TooLarge(null)
+                : Error(e.StatusCode, $"request body: {FirstLine(e.Message)}");
         }
         catch (InvalidDataException e)
         {
-            return Error(StatusCodes.Status400BadRequest, e.Message);
+            return Error(StatusCodes.Status400BadRequest, $"request body: {FirstLine(e.Message)}");
         }
 
+        reservation.ShrinkTo(image.Length);
         if (image.Length == 0)
         {
             return Error(StatusCodes.Status400BadRequest, $"{source}: empty; send the image bytes as the body or as a multipart/form-data field '{FileField}'");
@@ -64,38 +68,21 @@ public sealed class PredictionEndpoints(ImageClassifier classifier, ServeOptions
                 $"{source}: not a {ImageHeader.SupportedFormats} image (starts with {Convert.ToHexString(image, 0, Math.Min(8, image.Length))})");
         }
 
-        ImageHeader header;
+        // The decoder refuses a bomb from the real frame sizes before it allocates pixels (--max-pixels).
         try
         {
-            header = ImageHeader.Read(image, source);
+            return Results.Json(await classifier.PredictAsync(image, source, top, aborted));
         }
-        catch (InvalidDataException e)
+        catch (InvalidImageException e)
         {
-            return Error(StatusCodes.Status400BadRequest, e.Message);
-        }
-
-        if (header.Pixels > options.MaxPixels)
-        {
-            return Error(StatusCodes.Status422UnprocessableEntity, string.Create(CultureInfo.InvariantCulture,
-                $"{source}: {header.Format} declares {header.Width}x{header.Height} = {header.Pixels} pixels, more than the limit of {options.MaxPixels} (--max-pixels)"));
-        }
-
-        await _gate.WaitAsync(aborted);
-        try
-        {
-            return Results.Json(classifier.Predict(image, top, source));
-        }
-        catch (InvalidDataException e)
-        {
-            return Error(StatusCodes.Status400BadRequest, e.Message);
-        }
-        finally
-        {
-            _gate.Release();
+            return e.Problem switch
+            {
+                ImageProblem.TooLarge => Error(StatusCodes.Status422UnprocessableEntity, $"{e.Message} (--max-pixels)"),
+                ImageProblem.UnknownFormat => Error(StatusCodes.Status415UnsupportedMediaType, e.Message),
+                _ => Error(StatusCodes.Status400BadRequest, e.Message),
+            };
         }
     }
-
-    public void Dispose() => _gate.Dispose();
 
     private IResult TooLarge(long? length) => Error(StatusCodes.Status413PayloadTooLarge, string.Create(CultureInfo.InvariantCulture,
         $"request body {(length is { } bytes ? $"of {bytes} bytes " : "")}is larger than the limit of {options.MaxBodyBytes} bytes (--max-body-bytes)"));
@@ -109,13 +96,23 @@ public sealed class PredictionEndpoints(ImageClassifier classifier, ServeOptions
             var form = await request.ReadFormAsync(aborted);
             var file = form.Files.GetFile(FileField) ?? form.Files.FirstOrDefault()
                 ?? throw new InvalidDataException($"form has no file; send the image as a multipart/form-data field '{FileField}'");
-            using var upload = new MemoryStream((int)file.Length);
-            await file.CopyToAsync(upload, aborted);
-            return (upload.ToArray(), $"uploaded file '{file.FileName}'");
+            var upload = new byte[file.Length];
+            await using var stream = file.OpenReadStream();
+            await stream.ReadExactlyAsync(upload, aborted);
+            return (upload, $"uploaded file '{file.FileName}'");
         }
 
-        using var body = new MemoryStream();
-        await request.Body.CopyToAsync(body, aborted);
-        return (body.ToArray(), "request body");
+        if (request.ContentLength is long length)
+        {
+            var body = new byte[length];
+            await request.Body.ReadExactlyAsync(body, aborted);
+            return (body, "request body");
+        }
+
+        using var chunked = new MemoryStream();
+        await request.Body.CopyToAsync(chunked, aborted);
+        return (chunked.ToArray(), "request body");
     }
+
+    private static string FirstLine(string text) => text.Split('\n', 2)[0].Trim();
 }

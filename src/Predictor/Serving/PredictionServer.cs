@@ -4,10 +4,13 @@ using Microsoft.AspNetCore.Diagnostics;
 using Microsoft.AspNetCore.Hosting;
 using Microsoft.AspNetCore.Http;
 using Microsoft.AspNetCore.Http.Features;
+using Microsoft.AspNetCore.Server.Kestrel.Core;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Logging.Console;
+using MlNetFinetune.Hosting;
+using MlNetFinetune.Images;
 using MlNetFinetune.Prediction;
 
 namespace MlNetFinetune.Predictor.Serving;
@@ -16,8 +19,9 @@ namespace MlNetFinetune.Predictor.Serving;
 public static class PredictionServer
 {
     /// <summary>
-    /// Loads and warms up the model, then builds the server without starting it. Throws <see cref="UserInputException"/>
-    /// naming the file when the model cannot be used, so a bad model fails at start-up rather than on the first request.
+    /// Loads the model, then builds the server without starting it (starting warms the model up). Throws
+    /// <see cref="UserInputException"/> naming the option or the file when either cannot be used, so a bad model fails
+    /// at start-up rather than on the first request.
     /// </summary>
     public static WebApplication Build(ServeOptions options)
     {
@@ -28,25 +32,28 @@ public static class PredictionServer
         {
             kestrel.AddServerHeader = false;
             kestrel.Limits.MaxRequestBodySize = options.MaxBodyBytes;
+            kestrel.Limits.MinRequestBodyDataRate = new MinDataRate(options.MinBodyBytesPerSecond, options.BodyRateGracePeriod);
         });
         builder.Services.Configure<FormOptions>(form => form.MultipartBodyLengthLimit = options.MaxBodyBytes);
         builder.Services.Configure<HostOptions>(host => host.ShutdownTimeout = ServeOptions.ShutdownTimeout);
         // Logs go to stderr so that stdout carries only the "serving ... at <address>" line a script may read. A failed
-        // start is reported by Run as one line, so the host's own report of it (a stack trace) is dropped.
+        // start is reported by Run as one line, so the host's own report of it (a stack trace) is dropped; so are
+        // Kestrel's reports of bad requests, which the client already gets as a 4xx.
         builder.Services.Configure<ConsoleLoggerOptions>(console => console.LogToStandardErrorThreshold = LogLevel.Trace);
         builder.Logging
             .AddFilter("Microsoft.AspNetCore", LogLevel.Warning)
             .AddFilter("Microsoft.Hosting.Lifetime", LogLevel.Warning)
             .AddFilter("Microsoft.Extensions.Hosting", LogLevel.None);
 
-        // Created by the container so that disposing the application disposes the model's engines.
-        builder.Services.AddSingleton(_ =>
+        builder.Services.AddImageClassifier(new ImageClassifierOptions
         {
-            var classifier = ImageClassifier.Load(options.ModelPath, options.MaxConcurrency);
-            classifier.WarmUp();
-            return classifier;
+            ModelPath = options.ModelPath,
+            MaxConcurrency = options.MaxConcurrency,
+            Limits = new ImageLimits(MaxPixels: options.MaxPixels, MaxEncodedBytes: options.MaxBodyBytes),
         });
         builder.Services.AddSingleton(options);
+        builder.Services.AddSingleton(new BodyBudget(options.MaxInFlightBytes));
+        builder.Services.AddSingleton<RequestOriginPolicy>();
         builder.Services.AddSingleton<PredictionEndpoints>();
 
         var app = builder.Build();
@@ -64,6 +71,20 @@ public static class PredictionServer
         app.UseExceptionHandler(new ExceptionHandlerOptions
         {
             ExceptionHandler = context => PredictionEndpoints.Error(StatusCodes.Status500InternalServerError, "internal error; see the server log").ExecuteAsync(context),
+        });
+        var policy = app.Services.GetRequiredService<RequestOriginPolicy>();
+        app.Use(async (context, next) =>
+        {
+            if (policy.Check(context.Request) is { } refusal)
+            {
+                await refusal.ExecuteAsync(context);
+                return;
+            }
+
+            if (!policy.AllowCors(context))
+            {
+                await next(context);
+            }
         });
         app.MapPost("/predict", endpoints.PredictAsync);
         app.MapGet("/health", () => Results.Json(new { status = "ok" }));

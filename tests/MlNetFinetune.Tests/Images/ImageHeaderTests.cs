@@ -1,10 +1,10 @@
 using System.Buffers.Binary;
 using System.Text;
-using MlNetFinetune.Pipeline;
-using MlNetFinetune.Prediction;
+using MlNetFinetune.BadInputCorpus;
+using MlNetFinetune.Images;
 using SkiaSharp;
 
-namespace MlNetFinetune.Tests;
+namespace MlNetFinetune.Tests.Images;
 
 public sealed class ImageHeaderTests
 {
@@ -58,9 +58,11 @@ public sealed class ImageHeaderTests
 
         Assert.Null(ImageHeader.DetectFormat(text));
         Assert.Null(ImageHeader.DetectFormat([]));
-        var error = Assert.Throws<InvalidDataException>(() => ImageHeader.Read(text, "upload.bin"));
-        Assert.Contains("upload.bin", error.Message);
-        Assert.Contains("unknown file signature", error.Message);
+        var error = Assert.Throws<InvalidImageException>(() => ImageHeader.Read(text, "upload.bin"));
+        Assert.Equal(ImageProblem.UnknownFormat, error.Problem);
+        Assert.Equal("upload.bin", error.Source);
+        Assert.StartsWith("upload.bin: not a PNG, JPEG, GIF, BMP or WebP image (unknown file signature 3C68746D6C3E6E6F)", error.Message);
+        Assert.Equal(ImageProblem.Empty, Assert.Throws<InvalidImageException>(() => ImageHeader.Read([], "upload.bin")).Problem);
     }
 
     [Theory]
@@ -72,9 +74,10 @@ public sealed class ImageHeaderTests
     [InlineData("gif", 8)]
     public void TruncatedHeaderIsInvalidData(string kind, int keep)
     {
-        var error = Assert.Throws<InvalidDataException>(() => ImageHeader.Read(Encode(kind).Bytes[..keep], kind));
+        var error = Assert.Throws<InvalidImageException>(() => ImageHeader.Read(Encode(kind).Bytes[..keep], kind));
 
-        Assert.Contains(kind, error.Message);
+        Assert.Equal(ImageProblem.MalformedHeader, error.Problem);
+        Assert.StartsWith(kind + ": ", error.Message);
     }
 
     [Fact]
@@ -87,7 +90,60 @@ public sealed class ImageHeaderTests
         Assert.Equal((long)int.MaxValue * int.MaxValue, ImageHeader.Read(png).Pixels);
 
         BinaryPrimitives.WriteUInt32BigEndian(png.AsSpan(16), 0);
-        Assert.Contains("empty image", Assert.Throws<InvalidDataException>(() => ImageHeader.Read(png)).Message);
+        var empty = Assert.Throws<InvalidImageException>(() => ImageHeader.Read(png));
+        Assert.Equal(ImageProblem.MalformedHeader, empty.Problem);
+        Assert.Contains("empty image", empty.Message);
+    }
+
+    [Fact]
+    public void GifSizeIsTheLargestFrameExtentNotJustTheLogicalScreen()
+    {
+        // Given a 29-byte GIF whose 10x10 logical screen holds one 16000x16000 frame, which SkiaSharp decodes to 16000x16000
+        var bomb = HostileImages.GifFrameBomb(16000);
+        using var codec = SKCodec.Create(new MemoryStream(bomb));
+
+        // When its header is read
+        var header = ImageHeader.Read(bomb, "bomb.gif");
+
+        // Then the size is the frame's, as the decoder's canvas is (the old reader said 10x10)
+        Assert.Equal(29, bomb.Length);
+        Assert.Equal((16000, 16000), (header.Width, header.Height));
+        Assert.Equal((codec.Info.Width, codec.Info.Height), (header.Width, header.Height));
+        Assert.Contains("frame 1 is 16000x16000 at (0, 0) on a 10x10 logical screen", header.SizeNote);
+        var refused = Assert.Throws<InvalidImageException>(() => header.EnsureWithin(ImageLimits.Default, "bomb.gif"));
+        Assert.Equal(ImageProblem.TooLarge, refused.Problem);
+        Assert.Equal(
+            "bomb.gif: GIF would decode to 16000x16000 = 256000000 pixels (frame 1 is 16000x16000 at (0, 0) on a 10x10 logical screen), more than the limit of 40000000 pixels",
+            refused.Message);
+    }
+
+    [Fact]
+    public void GifFramesAfterExtensionsAndColourTablesAreFound()
+    {
+        // Given a GIF with a global colour table, a comment extension, a small first frame and an offset second frame
+        byte[] frame(int left, int top, int width, int height) =>
+            [0x2C, (byte)left, (byte)(left >> 8), (byte)top, (byte)(top >> 8), (byte)width, (byte)(width >> 8), (byte)height, (byte)(height >> 8), 0x80, 0, 0, 0, 0, 0, 0, 0x02, 0x02, 0x44, 0x01, 0x00];
+        byte[] gif = [.. "GIF89a"u8, 20, 0, 20, 0, 0x80, 0, 0, 0, 0, 0, 255, 255, 255, 0x21, 0xFE, 3, .. "hi!"u8, 0, .. frame(0, 0, 1, 1), .. frame(300, 7, 50, 60), 0x3B];
+
+        // When its header is read
+        var header = ImageHeader.Read(gif);
+
+        // Then the second frame's extent (300 + 50, 7 + 60) is the size
+        Assert.Equal((350, 67), (header.Width, header.Height));
+        Assert.Contains("frame 2", header.SizeNote);
+    }
+
+    [Theory]
+    [InlineData("canvas", 20000, 20000)]
+    [InlineData("frame", 16000, 16000)]
+    public void WebPSizeCoversTheCanvasAndEveryAnimationFrame(string kind, int width, int height)
+    {
+        var webp = kind == "canvas" ? HostileImages.WebPDeclaring(width, height) : HostileImages.WebPFrameBomb(width);
+
+        var header = ImageHeader.Read(webp);
+
+        Assert.Equal(ImageFormat.WebP, header.Format);
+        Assert.Equal((width, height), (header.Width, header.Height));
     }
 
     private static (byte[] Bytes, ImageFormat Format) Encode(string kind) => kind switch
