@@ -45,7 +45,7 @@ internal static class Int8AccuracyBenchmark
         {
             var clock = Stopwatch.StartNew();
             var sample = CalibrationSample.Choose(train, quantization.CalibrationImages);
-            var pixels = CalibrationSample.Pixels(new MLContext(1), sample.Select(i => i.Path), backbone.ImageSize);
+            var pixels = CalibrationSample.Pixels(new MLContext(1), sample, backbone.ImageSize);
             var ranges = Int8Quantizer.Calibrate(floatGraph, backbone.ImageSize, pixels, quantization);
             var int8Graph = Int8Quantizer.Quantize(floatGraph, ranges);
             var calibrationSeconds = clock.Elapsed.TotalSeconds;

@@ -6,6 +6,7 @@ using Microsoft.ML.OnnxRuntime;
 using MlNetFinetune.Backbones;
 using MlNetFinetune.Backbones.Quantization;
 using MlNetFinetune.Data;
+using MlNetFinetune.Images;
 using MlNetFinetune.Pipeline;
 
 namespace MlNetFinetune.Benchmarks;
@@ -57,8 +58,7 @@ internal static class Int8SpeedBenchmark
         var floatGraph = ResNet18Backbone.BuildGraph(backbone, batchSize: null);
         var floatOne = ResNet18Backbone.BuildGraph(backbone, batchSize: 1);
         var clock = Stopwatch.StartNew();
-        var calibrationPaths = CalibrationSample.Choose(folder.Images, quantization.CalibrationImages).Select(i => i.Path);
-        var pixels = CalibrationSample.Pixels(ml, calibrationPaths, size);
+        var pixels = CalibrationSample.Pixels(ml, CalibrationSample.Choose(folder.Images, quantization.CalibrationImages), size);
         var decodeSeconds = clock.Elapsed.TotalSeconds;
         var ranges = Int8Quantizer.Calibrate(floatGraph, size, pixels, quantization);
         var calibrateSeconds = clock.Elapsed.TotalSeconds - decodeSeconds;

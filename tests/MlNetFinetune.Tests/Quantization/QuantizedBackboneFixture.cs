@@ -18,7 +18,7 @@ public sealed class QuantizedBackboneFixture
     {
         Images = ImageFolder.Scan(TestData.SampleFolder).Images;
         var ml = new MLContext(1);
-        Pixels = CalibrationSample.Pixels(ml, Images.Select(i => i.Path), Options.ImageSize);
+        Pixels = CalibrationSample.Pixels(ml, Images, Options.ImageSize);
         FloatGraph = ResNet18Backbone.BuildGraph(Options, batchSize: null);
         var index = Images.Select((image, i) => (image.Path, i)).ToDictionary(p => p.Path, p => p.i);
         var calibration = CalibrationSample.Choose(Images, 50).Select(image => Pixels[index[image.Path]]).ToList();
@@ -53,11 +53,12 @@ public sealed class QuantizedBackboneFixture
         var side = Options.ImageSize;
         var featureSize = Options.FeatureSize;
         var features = new List<float[]>();
+        using var runOptions = new RunOptions();
         foreach (var chunk in pixels.Chunk(64))
         {
             var input = chunk.SelectMany(p => p).ToArray();
             using var tensor = OrtValue.CreateTensorValueFromMemory(input, [chunk.Length, 3, side, side]);
-            using var outputs = session.Run(new RunOptions(), ["Pixels"], [tensor], ["Features"]);
+            using var outputs = session.Run(runOptions, ["Pixels"], [tensor], ["Features"]);
             var values = outputs[0].GetTensorDataAsSpan<float>();
             for (var i = 0; i < chunk.Length; i++)
             {

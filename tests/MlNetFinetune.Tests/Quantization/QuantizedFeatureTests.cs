@@ -1,5 +1,6 @@
 using Microsoft.ML;
 using Microsoft.ML.OnnxRuntime;
+using MlNetFinetune.Images;
 using MlNetFinetune.Pipeline;
 using MlNetFinetune.Training;
 
@@ -61,11 +62,12 @@ public sealed class QuantizedFeatureTests(QuantizedBackboneFixture fixture)
 
         // When the batch-1 graph that the saved model chain runs featurizes the same images one by one
         using var session = new InferenceSession(fixture.Int8BatchOneGraph);
+        using var runOptions = new RunOptions();
         var side = fixture.Options.ImageSize;
         var single = fixture.Pixels.Take(10).Select(pixels =>
         {
             using var input = OrtValue.CreateTensorValueFromMemory(pixels, [1, 3, side, side]);
-            using var outputs = session.Run(new RunOptions(), ["Pixels"], [input], ["Features"]);
+            using var outputs = session.Run(runOptions, ["Pixels"], [input], ["Features"]);
             return outputs[0].GetTensorDataAsSpan<float>().ToArray();
         }).ToList();
 

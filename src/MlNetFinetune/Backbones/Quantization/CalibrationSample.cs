@@ -1,6 +1,7 @@
 using Microsoft.ML;
 using Microsoft.ML.Data;
 using MlNetFinetune.Data;
+using MlNetFinetune.Images;
 using MlNetFinetune.Pipeline;
 
 namespace MlNetFinetune.Backbones.Quantization;
@@ -31,24 +32,27 @@ public static class CalibrationSample
     }
 
     /// <summary>
-    /// Decodes, resizes and extracts the pixels of <paramref name="paths"/> with the featurizer's own transforms
-    /// (<see cref="ImageClassificationChain.ImageToPixels"/>); files that do not decode are left out.
+    /// Reads, decodes, resizes and extracts the pixels of <paramref name="images"/> (files, or encoded bytes held in
+    /// memory) with the featurizer's own decoder and transforms (<see cref="ImageClassificationChain.ImageToPixels"/>);
+    /// images that are refused are left out, as featurization skips and reports them.
     /// </summary>
-    public static IReadOnlyList<float[]> Pixels(MLContext ml, IEnumerable<string> paths, int imageSize)
+    public static IReadOnlyList<float[]> Pixels(MLContext ml, IEnumerable<ImageRecord> images, int imageSize, ImageLimits? limits = null)
     {
         var toPixels = ImageClassificationChain.ImageToPixels(ml, imageSize).Fit(ml.Data.LoadFromEnumerable(Array.Empty<ImageInput>()));
         using var engine = ml.Model.CreatePredictionEngine<ImageInput, PixelRow>(toPixels);
         var pixels = new List<float[]>();
-        foreach (var path in paths)
+        foreach (var record in images)
         {
             try
             {
-                using var image = ImageDecoder.Decode(File.ReadAllBytes(path), path);
+                using var image = record.Content is { } content
+                    ? ImageDecoder.Decode(content.ToArray(), record.Path, limits)
+                    : ImageDecoder.DecodeFile(record.Path, limits);
                 pixels.Add(engine.Predict(new ImageInput { Image = image }).Pixels);
             }
-            catch (InvalidDataException)
+            catch (InvalidImageException)
             {
-                // An undecodable file is skipped and reported by featurization; calibration only needs the others.
+                // Calibration only needs the others; featurization reports the refused image.
             }
         }
 
