@@ -11,6 +11,10 @@ public sealed record ManifestMetrics(double MicroAccuracy, double MacroAccuracy,
 /// What a consumer of model.zip must know, stored inside the zip next to ML.NET's own entries: the classes in score
 /// order, the backbone and its input size, the feature options, the format version and the held-out metrics.
 /// </summary>
+/// <remarks>
+/// <see cref="Precision"/> and <see cref="Calibration"/> came after format 1 was first written; a manifest without them
+/// reads as fp32. They inform and need no support to run: an older Predictor runs an int8 model's graph as it is.
+/// </remarks>
 public sealed record ModelManifest(
     int FormatVersion,
     string Tool,
@@ -21,8 +25,16 @@ public sealed record ModelManifest(
     int FeatureSize,
     string Head,
     float L2Regularization,
-    ManifestMetrics HeldOut)
+    ManifestMetrics HeldOut,
+    string Precision = ModelManifest.Fp32,
+    string? Calibration = null)
 {
+    /// <summary><see cref="Precision"/> of a float backbone.</summary>
+    public const string Fp32 = "fp32";
+
+    /// <summary><see cref="Precision"/> of an int8 backbone.</summary>
+    public const string Int8 = "int8";
+
     /// <summary>The format this build writes and the newest it reads.</summary>
     public const int CurrentFormatVersion = 1;
 

@@ -1,5 +1,6 @@
 using Microsoft.ML;
 using MlNetFinetune.Backbones;
+using MlNetFinetune.Backbones.Quantization;
 using MlNetFinetune.Evaluation;
 using MlNetFinetune.Pipeline;
 using MlNetFinetune.Prediction;
@@ -25,7 +26,9 @@ internal static class ModelFile
             backbone.FeatureSize,
             head.Name,
             head.L2Regularization,
-            new ManifestMetrics(report.MicroAccuracy, report.MacroAccuracy, report.LogLoss, report.Training.HeldOutImages));
+            new ManifestMetrics(report.MicroAccuracy, report.MacroAccuracy, report.LogLoss, report.Training.HeldOutImages),
+            backbone is Int8Backbone ? ModelManifest.Int8 : ModelManifest.Fp32,
+            (backbone as Int8Backbone)?.Calibration);
         var inputs = ml.Data.LoadFromEnumerable(Array.Empty<ImageInput>());
         cancellation.ThrowIfCancellationRequested();
         AtomicFile.Write(modelPath, temporary =>
