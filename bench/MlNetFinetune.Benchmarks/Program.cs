@@ -8,6 +8,7 @@ try
         "compare-gpu" => GpuComparison.Run(BenchmarkOptions.Parse(args[1..]), Console.Out),
         "int8" => Int8SpeedBenchmark.Run(Int8BenchmarkOptions.Parse(args[1..]), Console.Out),
         "int8-accuracy" => Int8AccuracyBenchmark.Run(Int8BenchmarkOptions.Parse(args[1..]), Console.Out),
+        "int8-latency" => Int8PredictorLatency.Run(args[1..], Console.Out),
         _ => ThroughputBenchmark.Run(BenchmarkOptions.Parse(args), Console.Out),
     };
 }

@@ -69,7 +69,7 @@ public sealed class Int8TrainingTests(Int8ModelFixture fixture)
         var manifest = ModelManifest.ReadFrom(fixture.Result.ModelPath);
 
         Assert.Equal(ModelManifest.Int8, manifest.Precision);
-        Assert.Equal("percentile=99.999;images=256 of 260 training images", manifest.Calibration);
+        Assert.Equal("percentile 99.999 on 260 training images", manifest.Calibration);
         Assert.EndsWith(";precision=int8", fixture.Result.Report.Training.Backbone);
     }
 

@@ -32,7 +32,7 @@ public sealed class Int8Backbone : IBackbone
     /// <summary>The calibrated activation ranges.</summary>
     public ActivationRanges Ranges { get; }
 
-    /// <summary>How the ranges were calibrated, e.g. "percentile 99.999 of 256 training images".</summary>
+    /// <summary>How the ranges were calibrated, e.g. "percentile 99.999 on 260 training images".</summary>
     public string Calibration { get; }
 
     /// <inheritdoc/>
@@ -78,10 +78,11 @@ public sealed class Int8Backbone : IBackbone
         var sample = CalibrationSample.Choose(training, options.CalibrationImages);
         var key = StoreKey(floatBackbone, options, sample, limits);
         var path = Path.Combine(workspace, "calibration", key + ".json");
-        var calibration = string.Create(CultureInfo.InvariantCulture, $"{options.Describe()} of {sample.Count} training images");
+        var method = options.Method == CalibrationMethod.MinMax ? "min-max" : string.Create(CultureInfo.InvariantCulture, $"percentile {options.Percentile:R}");
+        var calibration = string.Create(CultureInfo.InvariantCulture, $"{method} on {sample.Count} training images");
         if (TryRead(path) is { } stored)
         {
-            log($"Int8 calibration {path}: stored ranges of {calibration} reused");
+            log($"Int8 calibration: stored ranges ({calibration}) reused from {path}");
             return new Int8Backbone(floatBackbone, stored, calibration);
         }
 
@@ -104,7 +105,7 @@ public sealed class Int8Backbone : IBackbone
         }
 
         ranges = Store(path, ranges);
-        log(string.Create(CultureInfo.InvariantCulture, $"Int8 calibration: {options.Describe()} of {pixels.Count} training images in {clock.Elapsed.TotalSeconds:F1} s, stored in {path}"));
+        log(string.Create(CultureInfo.InvariantCulture, $"Int8 calibration: {calibration} ({pixels.Count} decoded) in {clock.Elapsed.TotalSeconds:F1} s, stored in {path}"));
         return new Int8Backbone(floatBackbone, ranges, calibration);
     }
 
