@@ -126,6 +126,22 @@ public sealed class Int8TrainingTests(Int8ModelFixture fixture)
     }
 
     [Fact]
+    public void Int8ModelAskedToRunOnAGpuRunsOnTheCpuAndSaysSo()
+    {
+        // Given the int8 model loaded with a GPU asked for
+        using var classifier = ImageClassifier.Load(fixture.Result.ModelPath, gpuDevice: 0);
+        var expected = fixture.Result.HeldOutPredictions[0];
+
+        // When it classifies a held-out image
+        var actual = classifier.Predict(expected.Path, top: 10);
+
+        // Then its backbone ran on the CPU, with the CPU's scores, and the classifier says why
+        Assert.Equal($"{fixture.Result.ModelPath}: an int8 model; its backbone runs on the CPU", classifier.GpuFallbackMessage);
+        var index = classifier.Classes.ToList().IndexOf(actual.Label);
+        Assert.True(Math.Abs(expected.Scores[index] - actual.Top[0].Score) <= 1e-5f);
+    }
+
+    [Fact]
     public void PredictorPrintsTheTrainersLabel()
     {
         var expected = fixture.Result.HeldOutPredictions[0];
