@@ -9,6 +9,10 @@ try
         "int8" => Int8SpeedBenchmark.Run(Int8BenchmarkOptions.Parse(args[1..]), Console.Out),
         "int8-accuracy" => Int8AccuracyBenchmark.Run(Int8BenchmarkOptions.Parse(args[1..]), Console.Out),
         "int8-latency" => Int8PredictorLatency.Run(args[1..], Console.Out),
+        "explain-faithfulness" => FaithfulnessBenchmark.Run(args[1..], Console.Out),
+        "explain-near-duplicates" => NearDuplicateBenchmark.Run(args[1..], Console.Out),
+        "explain-cost" => ExplanationCostBenchmark.Run(args[1..], Console.Out),
+        "explain-label-errors" => LabelErrorBenchmark.Run(args[1..], Console.Out),
         _ => ThroughputBenchmark.Run(BenchmarkOptions.Parse(args), Console.Out),
     };
 }

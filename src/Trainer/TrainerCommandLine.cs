@@ -46,6 +46,11 @@ public static class TrainerCommandLine
 
     private static readonly Option<int> s_calibrationImages = new Option<int>("--calibration-images") { Description = "With --precision int8: training images the activation ranges are calibrated on, the same share of each class", DefaultValueFactory = _ => new QuantizationOptions().CalibrationImages }.Invariant();
     private static readonly Option<int?> s_gpu = new Option<int?>("--gpu") { Description = "Run the backbone on this CUDA device, 0 when no number is given (falls back to the CPU with a message)", Arity = ArgumentArity.ZeroOrOne }.Invariant();
+    private static readonly Option<string> s_labelErrors = new("--find-label-errors")
+    {
+        Description = $"Search the training images for wrong labels by out-of-fold predictions: on, off, or auto (when training images x features is at most {Explanations.ExplanationOptions.LabelErrorSearchLimit / 1_000_000} million)",
+        DefaultValueFactory = _ => "auto",
+    };
 
     /// <summary>Parses and runs; returns the exit code. Errors go to <paramref name="error"/>, everything else to <paramref name="console"/>.</summary>
     public static int Run(string[] args, IAnsiConsole console, TextWriter error)
@@ -145,6 +150,7 @@ public static class TrainerCommandLine
             Quantization = new QuantizationOptions(CalibrationImages: parse.GetValue(s_calibrationImages)),
             Featurization = new FeaturizationOptions(BatchSize: parse.GetValue(s_batch), GpuDevice: gpuGiven ? parse.GetValue(s_gpu) ?? 0 : null,
                 Limits: new Images.ImageLimits(MaxPixels: parse.GetValue(s_maxPixels))),
+            Explanations = new Explanations.ExplanationOptions(FindLabelErrors: parse.GetValue(s_labelErrors) switch { "on" => true, "off" => false, _ => null }),
         };
     }
 
@@ -174,16 +180,18 @@ public static class TrainerCommandLine
     private static RootCommand Build(IAnsiConsole console, TextWriter error, CancellationToken interrupt)
     {
         var root = new RootCommand("Fine-tunes the pretrained ResNet18 on a folder of labelled images and evaluates it on held-out images.");
-        foreach (var option in new Option[] { s_data, s_test, s_output, s_seed, s_workspace, s_heldOut, s_imageSize, s_features, s_backbone, s_pixelRange, s_pixelMean, s_pixelStd, s_channelOrder, s_mirrored, s_keepDuplicates, s_maxPixels, s_l2, s_head, s_searchMinutes, s_batch, s_precision, s_calibrationImages, s_gpu, s_shard })
+        foreach (var option in new Option[] { s_data, s_test, s_output, s_seed, s_workspace, s_heldOut, s_imageSize, s_features, s_backbone, s_pixelRange, s_pixelMean, s_pixelStd, s_channelOrder, s_mirrored, s_keepDuplicates, s_maxPixels, s_l2, s_head, s_searchMinutes, s_batch, s_precision, s_calibrationImages, s_gpu, s_shard, s_labelErrors })
         {
             root.Options.Add(option);
         }
 
         s_head.AcceptOnlyFromAmong(HeadOptions.SoftmaxSearch, HeadOptions.AutoSearch);
+        s_labelErrors.AcceptOnlyFromAmong("auto", "on", "off");
         root.SetAction(parse => Guarded(error, () => parse.GetValue(s_shard) is string shard
             ? FeaturizeShard(ToOptions(parse), ShardSpec.Parse(shard), console, error, interrupt)
             : Train(ToOptions(parse), console, error, interrupt)));
         root.Subcommands.Add(ExportCommand(console, error));
+        root.Subcommands.Add(OpenMojiCommand(console, error));
         return root;
     }
 
@@ -205,7 +213,8 @@ public static class TrainerCommandLine
 
         ReportConsole.Print(console, result.Report);
         console.MarkupLineInterpolated($"Model: [green]{result.ModelPath}[/]");
-        console.MarkupLineInterpolated($"Reports: [green]{Path.GetFullPath(options.OutputFolder)}[/] (report.json, report.md, report.html, heldout-predictions.csv)");
+        var suspects = result.Report.LabelErrors is null ? "" : ", " + Explanations.LabelErrorSearchResult.FileName;
+        console.MarkupLineInterpolated($"Reports: [green]{Path.GetFullPath(options.OutputFolder)}[/] (report.json, report.md, report.html, heldout-predictions.csv{suspects})");
         return ExitCodes.Success;
     }
 
@@ -249,6 +258,30 @@ public static class TrainerCommandLine
                 console.WriteLine(string.Create(CultureInfo.InvariantCulture, $"{count} images written to {folder}"));
             }
 
+            return ExitCodes.Success;
+        }));
+        return command;
+    }
+
+    private static Command OpenMojiCommand(IAnsiConsole console, TextWriter error)
+    {
+        var output = new Option<string>("--output") { Description = "Folder to write train/<class>/*.png, test/<class>/*.png, index.csv and PROVENANCE.md into", Required = true };
+        var size = new Option<int>("--size") { Description = "Side of the rendered PNGs in pixels", Required = true };
+        var source = new Option<string?>("--source") { Description = $"The unpacked npm package openmoji (default: {OpenMoji.DefaultSourceFolder}, where scripts/fetch-openmoji.sh puts it)" };
+        var minimum = new Option<int>("--min-per-class") { Description = "Subgroups with at least this many emoji become classes", DefaultValueFactory = _ => OpenMoji.DefaultMinimumPerClass };
+        var background = new Option<string>("--background") { Description = "What transparent pixels become: transparent (RGBA PNGs), white or black", DefaultValueFactory = _ => "transparent" };
+        background.AcceptOnlyFromAmong([.. Enum.GetNames<OpenMojiBackground>().Select(n => n.ToLowerInvariant())]);
+        var command = new Command("export-openmoji", "Renders the OpenMoji emoji (npm package openmoji, CC BY-SA 4.0) as colour PNG class folders with rsvg-convert.")
+        {
+            output, size, source, minimum, background,
+        };
+        command.SetAction(parse => Guarded(error, () =>
+        {
+            var options = new OpenMojiExportOptions(parse.GetValue(output)!, parse.GetValue(size), parse.GetValue(source), parse.GetValue(minimum),
+                Enum.Parse<OpenMojiBackground>(parse.GetValue(background)!, ignoreCase: true));
+            var result = OpenMoji.Export(options);
+            console.WriteLine(string.Create(CultureInfo.InvariantCulture,
+                $"openmoji {result.PackageVersion}: {result.Classes.Count} classes, {result.TrainImages} train and {result.TestImages} test images written to {options.OutputFolder}"));
             return ExitCodes.Success;
         }));
         return command;

@@ -7,6 +7,7 @@ namespace MlNetFinetune.Backbones;
 /// <param name="Grid">1 for global average pooling; 2 pools each quarter of the map separately (a 2x2 grid), and so on.</param>
 public sealed record FeatureTap(int Stage, int Grid)
 {
+    /// <summary>The tap as the <c>--features</c> syntax writes it: <c>s3</c>, or <c>s3g2</c> with a grid.</summary>
     public override string ToString() => Grid == 1
         ? string.Create(CultureInfo.InvariantCulture, $"s{Stage}")
         : string.Create(CultureInfo.InvariantCulture, $"s{Stage}g{Grid}");
@@ -18,7 +19,10 @@ public sealed record FeatureTap(int Stage, int Grid)
 /// <param name="Features">Taps joined by '+', e.g. "s4" (the classic last pooled layer), "s3+s4", "s3g2+s4".</param>
 public sealed record BackboneOptions(int ImageSize = 224, string Features = "s4")
 {
+    /// <summary>The smallest input side accepted: stage 4's map is then 1x1.</summary>
     public const int MinimumImageSize = 32;
+
+    /// <summary>The largest input side accepted: beyond it the cost grows without known benefit for this network.</summary>
     public const int MaximumImageSize = 512;
 
     /// <summary>Stage-end channel counts of the ResNet18 backbone.</summary>

@@ -59,7 +59,10 @@ public sealed class ResNet18Backbone : IBackbone
     /// <summary>Bumped whenever the graph rewrite changes what features it computes; part of the cache key.</summary>
     public const int GraphVersion = 1;
 
+    /// <summary>The preprocessing graph (mean image subtraction) of ML.NET's ResNet18 package, relative to its DnnImageModels folder.</summary>
     public const string PreprocessFile = "ResNetPrepOnnx/ResNetPreprocess.onnx";
+
+    /// <summary>The pretrained ResNet18 graph of ML.NET's ResNet18 package, relative to its DnnImageModels folder.</summary>
     public const string NetworkFile = "ResNet18Onnx/ResNet18.onnx";
 
     private const string NetworkInput = "Input247";
@@ -90,6 +93,8 @@ public sealed class ResNet18Backbone : IBackbone
     /// Builds the feature graph. <paramref name="batchSize"/> null leaves the batch dimension dynamic and outputs
     /// [batch, features] for bulk featurization; 1 gives the [features] vector the ML.NET chain binds to.
     /// </summary>
+    /// <param name="options">Input size and feature taps.</param>
+    /// <param name="batchSize">Null for a dynamic batch, 1 for the chain's single image.</param>
     /// <param name="network">The network to wrap; null for the pretrained one (<see cref="LoadNetwork"/>). A fine-tuned
     /// network with the same tensor names (its batch norms folded, say) takes its place.</param>
     public static byte[] BuildGraph(BackboneOptions options, int? batchSize, ModelProto? network = null)

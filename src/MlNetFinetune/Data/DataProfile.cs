@@ -11,6 +11,7 @@ namespace MlNetFinetune.Data;
 /// <param name="Sampled">Images decoded to measure this.</param>
 public sealed record DataProfile(int MedianSide, bool Grayscale, double ImagesPerClass, int Sampled)
 {
+    /// <summary>Images decoded at most: enough for a median, few enough to take a second.</summary>
     public const int SampleSize = 64;
 
     /// <summary>Decodes up to <see cref="SampleSize"/> images spread evenly over <paramref name="folder"/>; unreadable ones are passed over.</summary>
@@ -50,6 +51,7 @@ public sealed record DataProfile(int MedianSide, bool Grayscale, double ImagesPe
             sides.Count);
     }
 
+    /// <summary>The profile as the Trainer's <c>Data:</c> line prints it.</summary>
     public override string ToString() => string.Create(CultureInfo.InvariantCulture,
         $"median side {MedianSide} px, {(Grayscale ? "grayscale" : "colour")}, {ImagesPerClass:F0} images per class ({Sampled} sampled)");
 

@@ -11,15 +11,20 @@ namespace MlNetFinetune.Data;
 /// </summary>
 public static class FashionMnist
 {
+    /// <summary>Where Debian's <c>dataset-fashion-mnist</c> package installs the IDX files.</summary>
     public const string DefaultSourceFolder = "/usr/share/datasets/fashion-mnist";
 
     /// <summary>Class names in label order; '/' of "T-shirt/top" becomes '-' to be a folder name.</summary>
     public static readonly IReadOnlyList<string> ClassNames =
         ["T-shirt-top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle-boot"];
 
+    /// <summary>The data set's own split.</summary>
     public enum Part
     {
+        /// <summary>The 60,000 training images.</summary>
         Train,
+
+        /// <summary>The 10,000 test images.</summary>
         Test,
     }
 

@@ -1,7 +1,7 @@
 namespace MlNetFinetune.Data;
 
 /// <summary>Seeded stratified splitting: every class keeps its share in each part.</summary>
-public static class StratifiedSplit
+internal static class StratifiedSplit
 {
     /// <summary>
     /// Splits <paramref name="images"/> into a part holding about <paramref name="fraction"/> of each class and the rest.

@@ -7,6 +7,10 @@ namespace MlNetFinetune.Evaluation;
 public sealed record ClassMetrics(string Name, double Precision, double Recall, double F1, int Support);
 
 /// <summary>A head setting tried while choosing the head, scored on the validation split at its best epoch.</summary>
+/// <param name="Head">"softmax", "sdca" or "lightgbm".</param>
+/// <param name="L2Regularization">L2 strength tried.</param>
+/// <param name="ValidationAccuracy">Accuracy on the validation split at the best epoch.</param>
+/// <param name="ValidationLogLoss">Log-loss on the validation split at the best epoch.</param>
 /// <param name="BestEpoch">The epoch whose weights were kept (1-based); later epochs did not lower the validation log-loss.</param>
 /// <param name="EpochsRun">Epochs trained before early stopping.</param>
 public sealed record HeadCandidate(string Head, float L2Regularization, double ValidationAccuracy, double ValidationLogLoss, int BestEpoch, int EpochsRun);
@@ -38,7 +42,14 @@ public sealed record TrainingSummary(
 }
 
 /// <summary>The held-out evaluation: what report.json and report.md hold.</summary>
+/// <param name="MicroAccuracy">Share of held-out images classified correctly.</param>
+/// <param name="MacroAccuracy">Mean over classes of each class's recall.</param>
+/// <param name="LogLoss">Mean of -ln p(true class), p clipped at 1e-15 as ML.NET does.</param>
+/// <param name="ClassNames">The classes, in the model's order.</param>
+/// <param name="Classes">Precision, recall, F1 and support per class.</param>
 /// <param name="ConfusionMatrix">Rows are true classes, columns predicted classes, both in <paramref name="ClassNames"/> order.</param>
+/// <param name="SkippedFiles">Images that could not be read or decoded, with the reason; the run went on without them.</param>
+/// <param name="Training">How the model was trained: backbone, head, data counts, timings, seed.</param>
 public sealed record EvaluationReport(
     double MicroAccuracy,
     double MacroAccuracy,
@@ -54,4 +65,10 @@ public sealed record EvaluationReport(
 
     /// <summary>Byte-identical images across training, validation and held-out images; null when not looked for.</summary>
     public DuplicateImages? Duplicates { get; init; }
+
+    /// <summary>Training images whose label looks wrong to a model trained without them; null when not searched.</summary>
+    public Explanations.LabelErrorSearchResult? LabelErrors { get; init; }
+
+    /// <summary>Held-out images that are near copies of training images; null when not searched.</summary>
+    public Explanations.NearDuplicateSearchResult? NearDuplicates { get; init; }
 }

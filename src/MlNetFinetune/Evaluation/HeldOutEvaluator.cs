@@ -3,7 +3,7 @@ using MlNetFinetune.Data;
 namespace MlNetFinetune.Evaluation;
 
 /// <summary>Metrics from held-out predictions: accuracy, log-loss, per-class precision/recall/F1, confusion matrix.</summary>
-public static class HeldOutEvaluator
+internal static class HeldOutEvaluator
 {
     /// <summary>Probabilities are clipped here before the logarithm, as ML.NET's multiclass evaluator does.</summary>
     public const double LogLossEpsilon = 1e-15;

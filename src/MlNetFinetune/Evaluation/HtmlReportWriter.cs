@@ -10,7 +10,7 @@ namespace MlNetFinetune.Evaluation;
 /// bars and the most confident mistakes as thumbnails. Everything is inside the file (inline SVG, images as data
 /// URIs), so it can be mailed or archived on its own. It is also well-formed XML, so programs can read it too.
 /// </summary>
-public static class HtmlReportWriter
+internal static class HtmlReportWriter
 {
     public const string FileName = "report.html";
 
@@ -18,7 +18,7 @@ public static class HtmlReportWriter
     public const int GalleryLimit = 24;
 
     /// <summary>Thumbnails are shown within a square of this many CSS pixels.</summary>
-    private const int DisplaySide = 112;
+    internal const int DisplaySide = 112;
 
     /// <summary>Bigger images are downscaled to this side before embedding, so photos do not bloat the page.</summary>
     private const int StoredSide = 2 * DisplaySide;
@@ -55,7 +55,7 @@ public static class HtmlReportWriter
         th:first-child, td:first-child { text-align: left; }
         tr.chosen { background: #eaf3ea; font-weight: 600; }
         .gallery { display: grid; grid-template-columns: repeat(auto-fill, minmax(170px, 1fr)); gap: 12px; }
-        figure.mistake { margin: 0; border: 1px solid #e3e3e3; border-radius: 8px; padding: 10px; background: #fafbfc; }
+        figure.mistake, figure.suspect, figure.pair { margin: 0; border: 1px solid #e3e3e3; border-radius: 8px; padding: 10px; background: #fafbfc; }
         .thumb { height: 112px; display: flex; align-items: center; justify-content: center; background: #ffffff; border-radius: 4px; margin-bottom: 6px; }
         .thumb img.pixelated { image-rendering: pixelated; }
         .thumb.absent { color: #b3261e; font-size: 13px; text-align: center; padding: 0 8px; background: #fdeeee; }
@@ -65,16 +65,25 @@ public static class HtmlReportWriter
         figcaption .predicted { color: #b3261e; }
         figcaption .confidence { font-weight: 600; font-variant-numeric: tabular-nums; }
         ul.skipped { font-size: 13px; }
+        .gallery.explained { grid-template-columns: repeat(auto-fill, minmax(380px, 1fr)); }
+        .views { display: flex; gap: 6px; margin-bottom: 6px; }
+        .views .view { flex: 1; text-align: center; font-size: 12px; color: #5f6368; overflow-wrap: anywhere; }
+        .views .thumb { margin-bottom: 2px; }
         code { font-size: 12px; }
         """;
 
-    public static void Write(EvaluationReport report, IReadOnlyList<HeldOutPrediction> predictions, string folder)
+    /// <summary>Writes report.html into <paramref name="folder"/>, atomically.</summary>
+    /// <param name="report">The evaluation.</param>
+    /// <param name="predictions">Every held-out prediction; the gallery takes the most confident mistakes.</param>
+    /// <param name="folder">The run's output folder.</param>
+    /// <param name="explanations">Heat maps of the gallery's mistakes; the suspects and near duplicates come from the report.</param>
+    public static void Write(EvaluationReport report, IReadOnlyList<HeldOutPrediction> predictions, string folder, Explanations.RunExplanations? explanations = null)
     {
         Directory.CreateDirectory(folder);
-        AtomicFile.WriteAllText(Path.Combine(folder, FileName), ToHtml(report, predictions));
+        AtomicFile.WriteAllText(Path.Combine(folder, FileName), ToHtml(report, predictions, explanations));
     }
 
-    public static string ToHtml(EvaluationReport report, IReadOnlyList<HeldOutPrediction> predictions)
+    public static string ToHtml(EvaluationReport report, IReadOnlyList<HeldOutPrediction> predictions, Explanations.RunExplanations? explanations = null)
     {
         var t = report.Training;
         var correct = Enumerable.Range(0, report.ClassNames.Count).Sum(i => report.ConfusionMatrix[i][i]);
@@ -109,7 +118,9 @@ public static class HtmlReportWriter
             .Append("<div class=\"plot\">").Append(ReportPlots.MetricBars(report.Classes)).Append("</div>\n</section>\n");
 
         AppendHeadCandidates(html, t);
-        AppendGallery(html, report, predictions);
+        AppendGallery(html, report, predictions, explanations?.Gallery);
+        Explanations.ExplanationSections.AppendLabelErrors(html, report.LabelErrors);
+        Explanations.ExplanationSections.AppendNearDuplicates(html, report.NearDuplicates);
 
         var featurized = t.FeaturesComputed == 0
             ? Invariant($"All {t.FeaturesFromCache} images' features came from the bottleneck cache")
@@ -162,7 +173,7 @@ public static class HtmlReportWriter
         html.Append("</tbody>\n</table>\n</section>\n");
     }
 
-    private static void AppendGallery(StringBuilder html, EvaluationReport report, IReadOnlyList<HeldOutPrediction> predictions)
+    private static void AppendGallery(StringBuilder html, EvaluationReport report, IReadOnlyList<HeldOutPrediction> predictions, IReadOnlyDictionary<string, Explanations.GalleryExplanation>? heatMaps)
     {
         var wrong = predictions.Count(p => !string.Equals(p.TrueLabel, p.PredictedLabel, StringComparison.Ordinal));
         var mistakes = MostConfidentMistakes(predictions);
@@ -176,15 +187,34 @@ public static class HtmlReportWriter
         var shown = mistakes.Count == wrong
             ? Invariant($"All {wrong} wrong predictions")
             : Invariant($"The {mistakes.Count} wrong predictions (of {wrong}) the model was surest of");
-        html.Append(Invariant($"<p class=\"note\">{shown}, most confident first. Confidence is the probability the model gave the predicted class; p(true) the one it gave the right class.</p>\n"))
-            .Append("<div class=\"gallery\">\n");
+        html.Append(Invariant($"<p class=\"note\">{shown}, most confident first. Confidence is the probability the model gave the predicted class; p(true) the one it gave the right class.</p>\n"));
+        var explained = heatMaps is { Count: > 0 };
+        if (explained)
+        {
+            html.Append(Invariant($"<p class=\"note\">Beside each image: where the model looked for the predicted and for the true class. {Encode(Explanations.ExplanationPicture.MethodLine(heatMaps!.Values.First().Map.Options))} Red to yellow: hiding the region lowers that class's probability (the outlined cell the most); blue: hiding it raises it. Both maps of an image share one colour scale, given under them.</p>\n"));
+        }
+
+        html.Append(explained ? "<div class=\"gallery explained\">\n" : "<div class=\"gallery\">\n");
         var classIndex = report.ClassNames.Select((name, i) => (name, i)).ToDictionary(p => p.name, p => p.i, StringComparer.Ordinal);
         foreach (var p in mistakes)
         {
             var confidence = p.Scores.Max();
             var trueScore = classIndex.TryGetValue(p.TrueLabel, out var index) && index < p.Scores.Length ? p.Scores[index] : 0f;
             html.Append(Invariant($"<figure class=\"mistake\" data-path=\"{Encode(p.Path)}\" data-true=\"{Encode(p.TrueLabel)}\" data-predicted=\"{Encode(p.PredictedLabel)}\" data-confidence=\"{confidence:R}\">\n"));
-            AppendThumbnail(html, p);
+            if (heatMaps is not null && heatMaps.TryGetValue(p.Path, out var heat))
+            {
+                html.Append("<div class=\"views\">\n<div class=\"view\">");
+                AppendThumbnail(html, p.Path, $"{p.TrueLabel} predicted as {p.PredictedLabel}");
+                html.Append("image</div>\n");
+                Explanations.ExplanationSections.AppendOverlay(html, heat.PredictedOverlay, $"looked for {p.PredictedLabel}", DisplaySide);
+                Explanations.ExplanationSections.AppendOverlay(html, heat.TrueOverlay, $"looked for {p.TrueLabel}", DisplaySide);
+                html.Append("</div>\n").Append(Invariant($"<div class=\"muted\" style=\"font-size:12px\">full colour = a drop of {heat.Scale:0.###} in probability</div>\n"));
+            }
+            else
+            {
+                AppendThumbnail(html, p.Path, $"{p.TrueLabel} predicted as {p.PredictedLabel}");
+            }
+
             html.Append("<figcaption>\n")
                 .Append("<div class=\"file\" title=\"").Append(Encode(p.Path)).Append("\">").Append(Encode(Path.GetFileName(p.Path))).Append("</div>\n")
                 .Append("<div>true <b>").Append(Encode(p.TrueLabel)).Append("</b></div>\n")
@@ -197,9 +227,10 @@ public static class HtmlReportWriter
         html.Append("</div>\n</section>\n");
     }
 
-    private static void AppendThumbnail(StringBuilder html, HeldOutPrediction p)
+    /// <summary>The image at <paramref name="path"/> as an embedded thumbnail, or a note saying why it cannot be shown.</summary>
+    internal static void AppendThumbnail(StringBuilder html, string path, string alt)
     {
-        if (!File.Exists(p.Path))
+        if (!File.Exists(path))
         {
             html.Append("<div class=\"thumb absent\">image file is gone</div>\n");
             return;
@@ -208,7 +239,7 @@ public static class HtmlReportWriter
         byte[] bytes;
         try
         {
-            bytes = File.ReadAllBytes(p.Path);
+            bytes = File.ReadAllBytes(path);
         }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException)
         {
@@ -226,7 +257,7 @@ public static class HtmlReportWriter
         var side = Math.Max(bitmap.Width, bitmap.Height);
         string uri;
         int width, height;
-        if (side <= StoredSide && bytes.Length <= MaximumOriginalBytes && s_mimeTypes.TryGetValue(Path.GetExtension(p.Path), out var mime))
+        if (side <= StoredSide && bytes.Length <= MaximumOriginalBytes && s_mimeTypes.TryGetValue(Path.GetExtension(path), out var mime))
         {
             uri = DataUri(mime, bytes);
             (width, height) = (bitmap.Width, bitmap.Height);
@@ -251,9 +282,13 @@ public static class HtmlReportWriter
         var scale = pixelated ? DisplaySide / side : (double)DisplaySide / Math.Max(width, height);
         html.Append(Invariant($"<div class=\"thumb\"><img src=\"{uri}\" width=\"{Math.Round(width * scale)}\" height=\"{Math.Round(height * scale)}\""))
             .Append(pixelated ? " class=\"pixelated\"" : "")
-            .Append(" alt=\"").Append(Encode($"{p.TrueLabel} predicted as {p.PredictedLabel}")).Append("\"/></div>\n");
+            .Append(" alt=\"").Append(Encode(alt)).Append("\"/></div>\n");
     }
 
+    /// <param name="html">The page being written.</param>
+    /// <param name="name">The figure's name.</param>
+    /// <param name="value">The figure.</param>
+    /// <param name="detail">A line under it.</param>
     /// <param name="breakAfter">A long text value (the backbone description) may wrap after this character only.</param>
     private static void Card(StringBuilder html, string name, string value, string detail, char? breakAfter = null) =>
         html.Append("<div class=\"card\"><div class=\"name\">").Append(Encode(name)).Append("</div>")
@@ -263,11 +298,11 @@ public static class HtmlReportWriter
             .Append("</div>")
             .Append("<div class=\"detail\">").Append(Encode(detail)).Append("</div></div>\n");
 
-    private static string DataUri(string mime, byte[] bytes) => $"data:{mime};base64,{Convert.ToBase64String(bytes)}";
+    internal static string DataUri(string mime, byte[] bytes) => $"data:{mime};base64,{Convert.ToBase64String(bytes)}";
 
-    private static string Percent(double share) => (share * 100).ToString("F1", CultureInfo.InvariantCulture) + "%";
+    internal static string Percent(double share) => (share * 100).ToString("F1", CultureInfo.InvariantCulture) + "%";
 
-    private static string Encode(string text) => WebUtility.HtmlEncode(text);
+    internal static string Encode(string text) => WebUtility.HtmlEncode(text);
 
-    private static string Invariant(FormattableString text) => text.ToString(CultureInfo.InvariantCulture);
+    internal static string Invariant(FormattableString text) => text.ToString(CultureInfo.InvariantCulture);
 }

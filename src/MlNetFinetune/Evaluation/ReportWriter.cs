@@ -8,9 +8,13 @@ namespace MlNetFinetune.Evaluation;
 /// <summary>Writes the evaluation as report.json (for programs) and report.md (for people).</summary>
 public static class ReportWriter
 {
+    /// <summary>The report for programs.</summary>
     public const string JsonFileName = "report.json";
+
+    /// <summary>The report for people.</summary>
     public const string MarkdownFileName = "report.md";
 
+    /// <summary>How reports and manifests are written: camelCase, indented, nulls left out, text unescaped.</summary>
     public static readonly JsonSerializerOptions JsonOptions = new()
     {
         PropertyNamingPolicy = JsonNamingPolicy.CamelCase,
@@ -31,6 +35,24 @@ public static class ReportWriter
         AtomicFile.WriteAllText(Path.Combine(folder, JsonFileName), ToJson(report));
         AtomicFile.WriteAllText(Path.Combine(folder, MarkdownFileName), ToMarkdown(report));
         AtomicFile.WriteAllText(Path.Combine(folder, PredictionsFileName), PredictionsCsv(predictions));
+        if (report.LabelErrors is { } labelErrors)
+        {
+            AtomicFile.WriteAllText(Path.Combine(folder, Explanations.LabelErrorSearchResult.FileName), SuspectsCsv(labelErrors.Suspects));
+        }
+    }
+
+    /// <summary>One row per suspected label error, least likely label first: path, given and predicted label, their out-of-fold probabilities.</summary>
+    public static string SuspectsCsv(IEnumerable<Explanations.SuspectedLabelError> suspects)
+    {
+        var csv = new StringBuilder("path,given_label,predicted_label,given_label_probability,predicted_probability\n");
+        foreach (var s in suspects)
+        {
+            csv.Append(CsvField(s.Path)).Append(',').Append(CsvField(s.GivenLabel)).Append(',').Append(CsvField(s.PredictedLabel)).Append(',')
+                .Append(s.GivenLabelProbability.ToString("F6", CultureInfo.InvariantCulture)).Append(',')
+                .Append(s.PredictedProbability.ToString("F6", CultureInfo.InvariantCulture)).Append('\n');
+        }
+
+        return csv.ToString();
     }
 
     /// <summary>One row per held-out image: path, true label, predicted label, confidence (RFC 4180 quoting).</summary>
@@ -51,11 +73,14 @@ public static class ReportWriter
         ? field
         : $"\"{field.Replace("\"", "\"\"", StringComparison.Ordinal)}\"";
 
+    /// <summary>The report as report.json holds it.</summary>
     public static string ToJson(EvaluationReport report) => JsonSerializer.Serialize(report, JsonOptions);
 
+    /// <summary>Reads a report.json; throws <see cref="InvalidDataException"/> when it is empty.</summary>
     public static EvaluationReport FromJson(string json) =>
         JsonSerializer.Deserialize<EvaluationReport>(json, JsonOptions) ?? throw new InvalidDataException("empty report");
 
+    /// <summary>The report as report.md holds it: tables a person can read.</summary>
     public static string ToMarkdown(EvaluationReport report)
     {
         var t = report.Training;
@@ -131,6 +156,33 @@ public static class ReportWriter
             foreach (var pair in d.Examples)
             {
                 md.AppendLine($"- {Code(pair.Path)} ({Cell(pair.Label)}) = {Code(pair.SameAs)} ({Cell(pair.SameAsLabel)})");
+            }
+        }
+
+        if (report.LabelErrors is { } labelErrors)
+        {
+            md.AppendLine();
+            md.AppendLine("## Suspected label errors");
+            md.AppendLine();
+            md.AppendLine(Invariant($"{labelErrors.Suspects.Count} of {labelErrors.Images} training images are predicted as another class by a head trained without them ({labelErrors.Folds} folds); all are in `{Explanations.LabelErrorSearchResult.FileName}`. The least likely labels:"));
+            md.AppendLine();
+            foreach (var suspect in labelErrors.Suspects.Take(10))
+            {
+                md.AppendLine(Invariant($"- {Code(suspect.Path)}: labelled {Cell(suspect.GivenLabel)} (p {suspect.GivenLabelProbability:F3}), looks like {Cell(suspect.PredictedLabel)} (p {suspect.PredictedProbability:F3})"));
+            }
+        }
+
+        if (report.NearDuplicates is { } near)
+        {
+            md.AppendLine();
+            md.AppendLine("## Near duplicates");
+            md.AppendLine();
+            var without = near.AccuracyWithout is double accuracy ? Invariant($"; held-out accuracy without them {accuracy:F4}") : "";
+            md.AppendLine(Invariant($"{near.Pairs.Count} of {near.HeldOutImages} held-out images have a training image with feature similarity of at least {near.Threshold}{without}."));
+            md.AppendLine();
+            foreach (var pair in near.Pairs.Take(10))
+            {
+                md.AppendLine(Invariant($"- {Code(pair.HeldOutPath)} ({Cell(pair.HeldOutLabel)}) ~ {Code(pair.TrainingPath)} ({Cell(pair.TrainingLabel)}): {pair.Similarity:F3}"));
             }
         }
 

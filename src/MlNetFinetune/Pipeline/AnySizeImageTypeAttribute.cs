@@ -9,7 +9,7 @@ namespace MlNetFinetune.Pipeline;
 /// constructor), so this registers the unchecked any-size type instead.
 /// </summary>
 [AttributeUsage(AttributeTargets.Property | AttributeTargets.Field)]
-public sealed class AnySizeImageTypeAttribute : DataViewTypeAttribute
+internal sealed class AnySizeImageTypeAttribute : DataViewTypeAttribute
 {
     public override void Register() => DataViewTypeManager.Register(new ImageDataViewType(), typeof(MLImage), this);
 

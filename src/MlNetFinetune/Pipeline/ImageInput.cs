@@ -9,9 +9,11 @@ namespace MlNetFinetune.Pipeline;
 /// </summary>
 public sealed class ImageInput
 {
+    /// <summary>The class name; empty when predicting (the model does not read it).</summary>
     [ColumnName(ColumnNames.Label)]
     public string Label { get; set; } = string.Empty;
 
+    /// <summary>The decoded image, any size: the model resizes it (decode with <see cref="Images.ImageDecoder"/>).</summary>
     [ColumnName(ColumnNames.Image)]
     [AnySizeImageType]
     public MLImage? Image { get; set; }

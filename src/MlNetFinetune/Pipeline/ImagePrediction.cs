@@ -5,6 +5,7 @@ namespace MlNetFinetune.Pipeline;
 /// <summary>One row coming out of the model.</summary>
 public sealed class ImagePrediction
 {
+    /// <summary>The most probable class.</summary>
     [ColumnName(ColumnNames.PredictedLabel)]
     public string PredictedLabel { get; set; } = string.Empty;
 

@@ -213,6 +213,40 @@ public sealed class ImageClassifier : IDisposable
     }
 
     /// <summary>
+    /// Explains what the model now serving predicts for an encoded image and where it looked
+    /// (<see cref="Explanations.ModelExplainer"/>), under the same concurrency limit as the predictions. The explainer
+    /// is loaded with the model on first use. Throws <see cref="InvalidImageException"/> naming
+    /// <paramref name="source"/> when the image cannot be decoded, and <see cref="UserInputException"/> when the model
+    /// file changed after it was loaded and no reload has happened since.
+    /// </summary>
+    public Explanations.Explanation Explain(byte[] encoded, string source = "image", int top = 3)
+    {
+        _gate.Wait();
+        try
+        {
+            return ExplainHoldingGate(encoded, source, top);
+        }
+        finally
+        {
+            _gate.Release();
+        }
+    }
+
+    /// <summary>As <see cref="Explain"/>, waiting for its turn without blocking a thread.</summary>
+    public async Task<Explanations.Explanation> ExplainAsync(byte[] encoded, string source = "image", int top = 3, CancellationToken cancellationToken = default)
+    {
+        await _gate.WaitAsync(cancellationToken).ConfigureAwait(false);
+        try
+        {
+            return ExplainHoldingGate(encoded, source, top);
+        }
+        finally
+        {
+            _gate.Release();
+        }
+    }
+
+    /// <summary>
     /// Loads the model file again and serves it from the next prediction on; predictions already running finish on the
     /// old model, which is disposed after the last of them. Throws <see cref="UserInputException"/> (and keeps the old
     /// model) when the file cannot be loaded.
@@ -257,6 +291,21 @@ public sealed class ImageClassifier : IDisposable
         finally
         {
             model.Return(engine);
+            model.Release();
+        }
+    }
+
+    private Explanations.Explanation ExplainHoldingGate(byte[] encoded, string source, int top)
+    {
+        var model = Lease();
+        try
+        {
+            var explainer = model.Explainer(ModelPath);
+            using var image = EncodedImage.Decode(encoded, source, Options.Limits);
+            return explainer.Explain(image, top);
+        }
+        finally
+        {
             model.Release();
         }
     }

@@ -21,6 +21,8 @@ internal sealed class LoadedModel : IDisposable
     private readonly IDisposable? _model;
     private readonly InferenceSession? _session;
     private int _references = 1;
+    private Explanations.ModelExplainer? _explainer;
+    private object? _explainerLock;
 
     private LoadedModel(ModelManifest manifest, Func<IScoringEngine> createEngine, IDisposable? model, InferenceSession? session, string? gpuFallback)
     {
@@ -171,7 +173,24 @@ internal sealed class LoadedModel : IDisposable
         return false;
     }
 
-    /// <summary>Drops a reference; the last one disposes the engines, the session and the ML.NET model.</summary>
+    /// <summary>
+    /// The occlusion explainer of this model, loaded from <paramref name="modelPath"/> on first use. Throws
+    /// <see cref="UserInputException"/> when the file there is no longer the model loaded here.
+    /// </summary>
+    public Explanations.ModelExplainer Explainer(string modelPath) =>
+        LazyInitializer.EnsureInitialized(ref _explainer, ref _explainerLock, () =>
+        {
+            var explainer = Explanations.ModelExplainer.Load(modelPath);
+            if (Serialize(explainer.Manifest) != Serialize(Manifest))
+            {
+                explainer.Dispose();
+                throw new UserInputException($"{modelPath}: the model file changed after it was loaded; reload or restart to explain the new model");
+            }
+
+            return explainer;
+        });
+
+    /// <summary>Drops a reference; the last one disposes the engines, the session, the explainer and the ML.NET model.</summary>
     public void Release()
     {
         if (Interlocked.Decrement(ref _references) == 0)
@@ -182,12 +201,15 @@ internal sealed class LoadedModel : IDisposable
             }
 
             _session?.Dispose();
+            _explainer?.Dispose();
             _model?.Dispose();
         }
     }
 
     /// <summary>Drops the owner's reference.</summary>
     public void Dispose() => Release();
+
+    private static string Serialize(ModelManifest manifest) => System.Text.Json.JsonSerializer.Serialize(manifest, Evaluation.ReportWriter.JsonOptions);
 
     private IScoringEngine Create()
     {

@@ -38,6 +38,7 @@ public sealed record ModelManifest(
     /// <summary>The format this build writes and the newest it reads.</summary>
     public const int CurrentFormatVersion = 1;
 
+    /// <summary>Where the manifest lies inside model.zip.</summary>
     public const string EntryName = "MlNetFinetune/manifest.json";
 
     /// <summary>

@@ -13,7 +13,7 @@ namespace MlNetFinetune.Training;
 /// Every record carries a CRC-32 of its key and values: a torn or corrupted record is ignored and counted, and its
 /// image is recomputed, so a killed run or a flipped bit never feeds wrong features to a head.
 /// </summary>
-public sealed class BottleneckCache : IDisposable
+internal sealed class BottleneckCache : IDisposable
 {
     private const string FileExtension = ".bottlenecks";
     private const string LockExtension = ".lock";

@@ -5,7 +5,7 @@ using MlNetFinetune.Pipeline;
 namespace MlNetFinetune.Training;
 
 /// <summary>A labelled bottleneck feature vector, as the head trains on it.</summary>
-public sealed class FeatureRow
+internal sealed class FeatureRow
 {
     [ColumnName(ColumnNames.Label)]
     public string Label { get; set; } = string.Empty;

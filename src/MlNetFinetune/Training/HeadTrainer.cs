@@ -8,7 +8,11 @@ namespace MlNetFinetune.Training;
 
 /// <summary>The fitted head and how it was chosen.</summary>
 /// <param name="Name">"softmax", "sdca" or "lightgbm".</param>
-public sealed record TrainedHead(string Name, ITransformer Transformer, float L2Regularization, int Epochs, IReadOnlyList<HeadCandidate> Candidates);
+/// <param name="Transformer">The fitted head (normalizer and classifier).</param>
+/// <param name="L2Regularization">The L2 strength chosen.</param>
+/// <param name="Epochs">The epochs it was trained for.</param>
+/// <param name="Candidates">Every setting tried, with its validation scores.</param>
+internal sealed record TrainedHead(string Name, ITransformer Transformer, float L2Regularization, int Epochs, IReadOnlyList<HeadCandidate> Candidates);
 
 /// <summary>One finished epoch of an early-stopped softmax head, as a progress callback sees it.</summary>
 /// <param name="L2Regularization">The L2 strength being trained.</param>
@@ -26,7 +30,7 @@ public sealed record HeadEpoch(float L2Regularization, int Epoch, MulticlassClas
 /// large training set, the winner is trained on all training rows with the same early stopping). The "auto" search
 /// adds ML.NET's SDCA maximum entropy and LightGBM (early-stopped on the validation split) within a time budget.
 /// </summary>
-public static class HeadTrainer
+internal static class HeadTrainer
 {
     public const string SoftmaxHead = "softmax";
     public const string SdcaHead = "sdca";

@@ -5,6 +5,7 @@ using MlNetFinetune.Backbones;
 using MlNetFinetune.Backbones.Quantization;
 using MlNetFinetune.Data;
 using MlNetFinetune.Evaluation;
+using MlNetFinetune.Explanations;
 using MlNetFinetune.Pipeline;
 
 namespace MlNetFinetune.Training;
@@ -92,8 +93,10 @@ public sealed class ImageClassifierTrainer(TrainingOptions options)
 
         var modelPath = Path.Combine(options.OutputFolder, TrainingOptions.ModelFileName);
         ModelFile.Save(ml, backbone, head, classNames, report, workspace, modelPath, cancellation);
+        var explained = RunExplainer.Explain(ml, backbone, head, labelToKey, classNames, [.. train, .. validation], heldOut, predictions, options, log, cancellation);
+        report = report with { LabelErrors = explained.LabelErrors, NearDuplicates = explained.NearDuplicates };
         ReportWriter.WriteAll(report, predictions, options.OutputFolder);
-        HtmlReportWriter.Write(report, predictions, options.OutputFolder);
+        HtmlReportWriter.Write(report, predictions, options.OutputFolder, explained);
 
         // A Ctrl+C that came while the files were written still ends the run as interrupted; each file is whole.
         cancellation.ThrowIfCancellationRequested();

@@ -31,11 +31,13 @@ public sealed record ShardSpec(int Number, int Count)
     /// <summary>Name of the cache file this shard writes, so shards never write to one file.</summary>
     public string WriterName => string.Create(CultureInfo.InvariantCulture, $"shard-{Number}-of-{Count}");
 
+    /// <summary>Whether the image at <paramref name="relativePath"/> (relative to the data folder) belongs to this shard, by a hash of the path.</summary>
     public bool Contains(string relativePath)
     {
         var hash = SHA256.HashData(Encoding.UTF8.GetBytes(relativePath.Replace('\\', '/')));
         return (int)(BinaryPrimitives.ReadUInt32LittleEndian(hash) % (uint)Count) == Number - 1;
     }
 
+    /// <summary>The shard as <c>--shard</c> writes it: <c>k/n</c>.</summary>
     public override string ToString() => string.Create(CultureInfo.InvariantCulture, $"{Number}/{Count}");
 }

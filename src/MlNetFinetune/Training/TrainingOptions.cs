@@ -68,6 +68,9 @@ public sealed record TrainingOptions(
     /// <summary>How the backbone runs over the images.</summary>
     public FeaturizationOptions Featurization { get; init; } = new();
 
+    /// <summary>What the run explains after evaluating: heat maps of the gallery's mistakes, suspected label errors, near duplicates.</summary>
+    public Explanations.ExplanationOptions Explanations { get; init; } = new();
+
     /// <summary>File name of the saved model in <see cref="OutputFolder"/>.</summary>
     public const string ModelFileName = "model.zip";
 
@@ -134,6 +137,7 @@ public sealed record TrainingOptions(
 
         Head.Validate();
         Featurization.Validate();
+        Explanations.Validate();
     }
 
     /// <summary>$XDG_CACHE_HOME/mlnetfinetune, else ~/.cache/mlnetfinetune: features are keyed by content, so one cache serves every data set.</summary>

@@ -2,6 +2,7 @@ using System.Globalization;
 using Microsoft.AspNetCore.Http;
 using Microsoft.Net.Http.Headers;
 using MlNetFinetune.Evaluation;
+using MlNetFinetune.Explanations;
 using MlNetFinetune.Images;
 using MlNetFinetune.Prediction;
 
@@ -9,6 +10,13 @@ namespace MlNetFinetune.Predictor.Serving;
 
 /// <summary>A JSON error body: <c>{"error": "..."}</c>.</summary>
 public sealed record ErrorResponse(string Error);
+
+/// <summary>The grid of an explanation as JSON: which method, its settings, the prediction, and one class's heat per cell.</summary>
+/// <param name="Method">"occlusion".</param>
+/// <param name="Class">The class whose heat <paramref name="Cells"/> holds (the predicted one unless asked).</param>
+/// <param name="Cells">Grid rows, top first: how much hiding each cell lowers p(<paramref name="Class"/>).</param>
+public sealed record ExplanationResponse(
+    string Method, int Grid, int PatchCells, string Fill, string Label, float Confidence, IReadOnlyList<LabelScore> Top, string Class, float[][] Cells);
 
 /// <summary>The request handlers. Every refusal is a 4xx with one line saying what was wrong and which limit applies.</summary>
 public sealed class PredictionEndpoints(ImageClassifier classifier, ServeOptions options, BodyBudget budget)
@@ -24,13 +32,66 @@ public sealed class PredictionEndpoints(ImageClassifier classifier, ServeOptions
 
     public async Task<IResult> PredictAsync(HttpRequest request, CancellationToken aborted)
     {
-        var top = DefaultTop;
-        if (request.Query.TryGetValue("top", out var topText)
-            && (!int.TryParse(topText, NumberStyles.None, CultureInfo.InvariantCulture, out top) || top < 1))
+        if (ReadTop(request, out var top) is { } refusal)
         {
-            return Error(StatusCodes.Status400BadRequest, $"top={topText}: must be a whole number of at least 1");
+            return refusal;
         }
 
+        return await ReceiveImageAsync(request, async (image, source) => Results.Json(await classifier.PredictAsync(image, source, top, aborted)), aborted);
+    }
+
+    /// <summary>
+    /// <c>POST /explain[?format=png|json][&amp;top=k][&amp;class=name]</c>: the image as for <c>/predict</c>, under its
+    /// limits and refusals, answered with a PNG (the image, where the model looked for the predicted class, the top
+    /// classes) or the heat grid as JSON. Explanations share the classifier's concurrency limit with predictions.
+    /// </summary>
+    public async Task<IResult> ExplainAsync(HttpRequest request, CancellationToken aborted)
+    {
+        var format = request.Query.TryGetValue("format", out var formatText) ? formatText.ToString() : "png";
+        if (format is not ("png" or "json"))
+        {
+            return Error(StatusCodes.Status400BadRequest, $"format={format}: use png or json");
+        }
+
+        if (ReadTop(request, out var top) is { } refusal)
+        {
+            return refusal;
+        }
+
+        var explainedClass = request.Query.TryGetValue("class", out var classText) ? classText.ToString() : null;
+        if (explainedClass is not null && !classifier.Classes.Contains(explainedClass, StringComparer.Ordinal))
+        {
+            return Error(StatusCodes.Status400BadRequest, $"class={explainedClass}: not one of the model's classes (GET /model lists them)");
+        }
+
+        return await ReceiveImageAsync(request, async (image, source) =>
+        {
+            var explanation = await classifier.ExplainAsync(image, source, top, aborted);
+            var map = explanation.Map;
+            var label = explainedClass ?? explanation.Label;
+            return format == "png"
+                ? Results.File(ExplanationPicture.Png(image, explanation, source, label), "image/png")
+                : Results.Json(new ExplanationResponse(
+                    OcclusionMap.Method, map.Grid, map.Options.PatchCells, map.Options.Fill.ToString(), explanation.Label, explanation.Confidence, explanation.Top,
+                    label, map.Rows(map.IndexOf(label))));
+        }, aborted);
+    }
+
+    private static IResult? ReadTop(HttpRequest request, out int top)
+    {
+        top = DefaultTop;
+        return request.Query.TryGetValue("top", out var topText)
+            && (!int.TryParse(topText, NumberStyles.None, CultureInfo.InvariantCulture, out top) || top < 1)
+            ? Error(StatusCodes.Status400BadRequest, $"top={topText}: must be a whole number of at least 1")
+            : null;
+    }
+
+    /// <summary>
+    /// Reads the image under the body limits and the in-flight budget (held until <paramref name="use"/> is done),
+    /// refuses what is empty or not an image, and maps the decoder's refusals to their status codes.
+    /// </summary>
+    private async Task<IResult> ReceiveImageAsync(HttpRequest request, Func<byte[], string, Task<IResult>> use, CancellationToken aborted)
+    {
         if (request.ContentLength > options.MaxBodyBytes)
         {
             return TooLarge(request.ContentLength.Value);
@@ -71,7 +132,7 @@ public sealed class PredictionEndpoints(ImageClassifier classifier, ServeOptions
         // The decoder refuses a bomb from the real frame sizes before it allocates pixels (--max-pixels).
         try
         {
-            return Results.Json(await classifier.PredictAsync(image, source, top, aborted));
+            return await use(image, source);
         }
         catch (InvalidImageException e)
         {

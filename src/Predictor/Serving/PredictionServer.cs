@@ -89,7 +89,8 @@ public static class PredictionServer
         app.MapPost("/predict", endpoints.PredictAsync);
         app.MapGet("/health", () => Results.Json(new { status = "ok" }));
         app.MapGet("/model", endpoints.Model);
-        app.MapFallback(() => PredictionEndpoints.Error(StatusCodes.Status404NotFound, "no such endpoint; use POST /predict, GET /health or GET /model"));
+        app.MapPost("/explain", endpoints.ExplainAsync);
+        app.MapFallback(() => PredictionEndpoints.Error(StatusCodes.Status404NotFound, "no such endpoint; use POST /predict, POST /explain, GET /health or GET /model"));
         return app;
     }
 

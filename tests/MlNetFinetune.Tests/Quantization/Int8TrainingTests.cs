@@ -142,6 +142,21 @@ public sealed class Int8TrainingTests(Int8ModelFixture fixture)
     }
 
     [Fact]
+    public void ExplainerRunsTheInt8GraphOfTheModelFile()
+    {
+        // Given the int8 model and a held-out image
+        var expected = fixture.Result.HeldOutPredictions[0];
+        using var explainer = MlNetFinetune.Explanations.ModelExplainer.Load(fixture.Result.ModelPath);
+
+        // When it is explained
+        var explanation = explainer.Explain(File.ReadAllBytes(expected.Path), expected.Path, top: 10);
+
+        // Then the explanation starts from the model's own prediction: the int8 graph, batched, scores as the Trainer did
+        Assert.Equal(expected.PredictedLabel, explanation.Label);
+        Assert.True(Math.Abs(expected.Scores.Max() - explanation.Confidence) <= 1e-5f, $"{explanation.Confidence} vs {expected.Scores.Max()}");
+    }
+
+    [Fact]
     public void PredictorPrintsTheTrainersLabel()
     {
         var expected = fixture.Result.HeldOutPredictions[0];

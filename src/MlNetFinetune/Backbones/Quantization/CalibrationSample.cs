@@ -33,7 +33,7 @@ public static class CalibrationSample
 
     /// <summary>
     /// Reads, decodes, resizes and extracts the pixels of <paramref name="images"/> (files, or encoded bytes held in
-    /// memory) with the featurizer's own decoder and transforms (<see cref="ImageClassificationChain.ImageToPixels"/>);
+    /// memory) with the featurizer's own decoder and transforms (<see cref="ImageClassificationChain.ImageToPixels(MLContext, int)"/>);
     /// images that are refused are left out, as featurization skips and reports them.
     /// </summary>
     public static IReadOnlyList<float[]> Pixels(MLContext ml, IEnumerable<ImageRecord> images, int imageSize, ImageLimits? limits = null)

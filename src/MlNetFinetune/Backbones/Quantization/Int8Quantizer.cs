@@ -7,7 +7,7 @@ namespace MlNetFinetune.Backbones.Quantization;
 
 /// <summary>
 /// Static int8 quantization of a backbone feature graph (input <c>Pixels</c>, output <c>Features</c>, as
-/// <see cref="ResNet18Backbone.BuildGraph"/> writes it, for either batch form) by the project's own graph rewriting:
+/// <see cref="ResNet18Backbone.BuildGraph(int?)"/> writes it, for either batch form) by the project's own graph rewriting:
 /// batch norms folded, Conv weights per-channel symmetric int8, activations per-tensor uint8 with ranges calibrated
 /// on the user's images, in the QDQ form that ONNX Runtime fuses into QLinearConv and QLinearAdd. Calibrate once on
 /// the dynamic-batch graph, then quantize both the dynamic-batch and the batch-1 graph with the same ranges.
