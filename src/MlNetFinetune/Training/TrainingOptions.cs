@@ -129,7 +129,7 @@ public sealed record TrainingOptions(
 
             if (Featurization.GpuDevice is not null)
             {
-                throw new UserInputException("--precision int8 runs on the CPU only (ONNX Runtime's CUDA provider has no int8 convolutions); use --precision fp32 with --gpu");
+                throw new UserInputException("--precision int8 runs on the CPU only (ONNX Runtime fuses the int8 graph into its CPU kernels); use --precision fp32 with --gpu");
             }
 
             Quantization.Validate();
