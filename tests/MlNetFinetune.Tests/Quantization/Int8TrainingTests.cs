@@ -1,7 +1,12 @@
 using System.IO.Compression;
 using System.Text.Json.Nodes;
+using Microsoft.ML;
+using Microsoft.ML.OnnxRuntime;
 using MlNetFinetune.Backbones;
 using MlNetFinetune.Backbones.Quantization;
+using MlNetFinetune.Data;
+using MlNetFinetune.Explanations;
+using MlNetFinetune.Export;
 using MlNetFinetune.Prediction;
 using MlNetFinetune.Training;
 
@@ -146,7 +151,7 @@ public sealed class Int8TrainingTests(Int8ModelFixture fixture)
     {
         // Given the int8 model and a held-out image
         var expected = fixture.Result.HeldOutPredictions[0];
-        using var explainer = MlNetFinetune.Explanations.ModelExplainer.Load(fixture.Result.ModelPath);
+        using var explainer = ModelExplainer.Load(fixture.Result.ModelPath);
 
         // When it is explained
         var explanation = explainer.Explain(File.ReadAllBytes(expected.Path), expected.Path, top: 10);
@@ -154,6 +159,34 @@ public sealed class Int8TrainingTests(Int8ModelFixture fixture)
         // Then the explanation starts from the model's own prediction: the int8 graph, batched, scores as the Trainer did
         Assert.Equal(expected.PredictedLabel, explanation.Label);
         Assert.True(Math.Abs(expected.Scores.Max() - explanation.Confidence) <= 1e-5f, $"{explanation.Confidence} vs {expected.Scores.Max()}");
+    }
+
+    [Fact]
+    public void ExportedOnnxRunsTheInt8GraphWithTheTrainersScores()
+    {
+        // Given the int8 model and ten held-out images as the model's own transforms turn them into pixels
+        var onnxPath = Path.Combine(fixture.Root, "int8.onnx");
+        var expected = fixture.Result.HeldOutPredictions.Take(10).ToList();
+        var size = fixture.Result.Backbone.ImageSize;
+        var pixels = CalibrationSample.Pixels(new MLContext(1), [.. expected.Select(p => new ImageRecord(p.Path, p.TrueLabel))], size);
+
+        // When it is exported and ONNX Runtime runs the file on the ten images as one batch
+        var outcome = CommandLineRunner.Predictor("export-onnx", "--model", fixture.Result.ModelPath, "--output", onnxPath);
+        using var session = new InferenceSession(onnxPath);
+        using var runOptions = new RunOptions();
+        using var input = OrtValue.CreateTensorValueFromMemory(pixels.SelectMany(p => p).ToArray(), [pixels.Count, 3, size, size]);
+        using var outputs = session.Run(runOptions, [OnnxExporter.InputName], [input], [OnnxExporter.OutputName]);
+        var probabilities = outputs[0].GetTensorDataAsSpan<float>().ToArray();
+
+        // Then the file says int8 and gives the Trainer's probabilities
+        Assert.Equal(0, outcome.ExitCode);
+        Assert.Equal(ModelManifest.Int8, session.ModelMetadata.CustomMetadataMap["precision"]);
+        var classes = fixture.Result.Report.ClassNames.Count;
+        for (var i = 0; i < expected.Count; i++)
+        {
+            var largest = probabilities.AsSpan(i * classes, classes).ToArray().Zip(expected[i].Scores, (a, b) => Math.Abs(a - b)).Max();
+            Assert.True(largest <= 1e-4f, $"{expected[i].Path}: largest probability difference {largest}");
+        }
     }
 
     [Fact]
