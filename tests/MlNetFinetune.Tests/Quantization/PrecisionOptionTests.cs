@@ -31,7 +31,7 @@ public sealed class PrecisionOptionTests
     [InlineData("--precision : use fp32 or int8", "--precision", "")]
     [InlineData("--precision int8 runs on the CPU only", "--precision", "int8", "--gpu")]
     [InlineData("--precision int8: only the built-in resnet18 backbone is quantized", "--precision", "int8", "--backbone", "{model}")]
-    [InlineData("calibration images 0: must be at least 1", "--precision", "int8", "--calibration-images", "0")]
+    [InlineData("--calibration-images 0: must be at least 1", "--precision", "int8", "--calibration-images", "0")]
     public void PrecisionThatCannotWorkIsOneErrorLineAndExitTwo(string expected, params string[] args)
     {
         // Given an ONNX file for --backbone (its content is not read before the options are refused)

@@ -1,6 +1,8 @@
+using System.Diagnostics;
 using System.Globalization;
 using System.Security.Cryptography;
 using System.Text;
+using Microsoft.ML;
 using MlNetFinetune.Data;
 using MlNetFinetune.Images;
 using MlNetFinetune.Training;
@@ -86,8 +88,8 @@ public sealed class Int8Backbone : IBackbone
             return new Int8Backbone(floatBackbone, stored, calibration);
         }
 
-        var clock = System.Diagnostics.Stopwatch.StartNew();
-        var ml = new Microsoft.ML.MLContext(1);
+        var clock = Stopwatch.StartNew();
+        var ml = new MLContext(1);
         var pixels = CalibrationSample.Pixels(ml, sample, floatBackbone.ImageSize, limits);
         if (pixels.Count == 0)
         {

@@ -34,7 +34,7 @@ public sealed record QuantizationOptions(
         if (CalibrationImages < 1)
         {
             throw new UserInputException(string.Create(CultureInfo.InvariantCulture,
-                $"calibration images {CalibrationImages}: must be at least 1"));
+                $"--calibration-images {CalibrationImages}: must be at least 1"));
         }
     }
 
