@@ -17,7 +17,7 @@ namespace MlNetFinetune.Benchmarks;
 /// </summary>
 internal sealed class FileFeaturizer
 {
-    /// <summary>How the backbone side runs: the Trainer's layout today is one session on all cores with ONNX Runtime's spinning threads.</summary>
+    /// <summary>How the backbone side runs: the Trainer's is one session on all cores, whose idle threads spin in fp32 and sleep in int8.</summary>
     /// <param name="Sessions">Sessions taking batches from the decoders in parallel.</param>
     /// <param name="ThreadsPerSession">Intra-op threads of each session; null for all cores (BackboneSession's choice).</param>
     /// <param name="Spinning">Whether ONNX Runtime's idle intra-op threads spin (its default) instead of sleeping.</param>
@@ -67,9 +67,9 @@ internal sealed class FileFeaturizer
 
     private static InferenceSession CreateSession(byte[] graph, Layout layout)
     {
-        if (layout.ThreadsPerSession is null && layout.Spinning)
+        if (layout.ThreadsPerSession is null)
         {
-            return BackboneSession.Create(graph, null, out _);
+            return BackboneSession.Create(graph, null, out _, layout.Spinning);
         }
 
         using var options = new SessionOptions

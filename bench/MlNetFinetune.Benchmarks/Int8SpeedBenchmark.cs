@@ -77,8 +77,8 @@ internal static class Int8SpeedBenchmark
 
         var featurizer = new FileFeaturizer(backbone, batch);
         var workers = FileFeaturizer.DefaultWorkers;
-        // The Trainer's layout first; then two that avoid ONNX Runtime's threads spinning or waiting on each other,
-        // which on a busy machine costs more than the second thread gains.
+        // One session on all cores with ONNX Runtime's spinning threads (the Trainer's fp32 layout) and with sleeping
+        // ones (its int8 layout: the cores are left to the decode workers), then one 1-thread session per core.
         FileFeaturizer.Layout[] layouts = [new(), new(Spinning: false), new(Sessions: Environment.ProcessorCount, ThreadsPerSession: 1)];
         foreach (var layout in layouts)
         {
