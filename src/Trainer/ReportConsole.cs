@@ -44,8 +44,10 @@ public static class ReportConsole
 
         console.Write(classes);
 
-        // Columns are numbered so that ten or more classes fit a terminal; the rows carry the names.
-        var matrix = new Table().Title("confusion matrix (rows: true class, columns: predicted class #)");
+        // Columns are numbered so that ten or more classes fit a terminal; the rows carry the names. The caption is a
+        // line of its own: as the table's title it would wrap at the table's width.
+        console.WriteLine("confusion matrix (rows: true class, columns: predicted class #)");
+        var matrix = new Table();
         matrix.AddColumn("# true class");
         for (var j = 0; j < report.ClassNames.Count; j++)
         {

@@ -27,12 +27,12 @@ public sealed class FeaturizationTests(SampleModelFixture fixture)
         var ml = new MLContext();
         var chain = ImageClassificationChain.Featurizer(ml, graph, backbone.ImageSize).Fit(ml.Data.LoadFromEnumerable(Array.Empty<ImageInput>()));
         using var engine = ml.Model.CreatePredictionEngine<ImageInput, FeaturesRow>(chain);
-        using var cache = BottleneckCache.Open(fixture.Workspace, FeatureStore.CacheName(backbone), backbone.FeatureSize);
+        using var cache = BottleneckCache.Open(fixture.Workspace, FeatureStore.CacheName(backbone, FeaturizationOptions.DefaultAlpha), backbone.FeatureSize);
 
         foreach (var path in SampleImages(1).Select(i => i.Path))
         {
             var bytes = File.ReadAllBytes(path);
-            using var image = ImageDecoder.Decode(bytes, path);
+            using var image = ImageDecoder.Decode(bytes, path, alpha: FeaturizationOptions.DefaultAlpha);
             var fromChain = engine.Predict(new ImageInput { Image = image }).Features;
             Assert.True(cache.TryGet(BulkFeaturizer.ImageKey(bytes), out var fromBulk));
             Assert.Equal(backbone.FeatureSize, fromChain.Length);

@@ -53,4 +53,27 @@ public sealed class SplitAndBackboneTests
     {
         Assert.Throws<UserInputException>(() => new BackboneOptions(224, features).Validate());
     }
+
+    [Theory]
+    [InlineData(28, true, 6000, 64, "s2g4+s3g2+s4")]
+    [InlineData(64, false, 32, 64, "s2g4+s3g2+s4")]
+    [InlineData(128, false, 32, 128, "s2g2+s3g2+s4")]
+    [InlineData(128, true, 6000, 128, "s2g2+s3g2+s4")]
+    [InlineData(500, false, 32, 224, "s2g2+s3g2+s4")]
+    [InlineData(150, false, 20, 160, "s2g2+s3g2+s4")]
+    [InlineData(28, true, 19, 64, "s3+s4")]
+    [InlineData(500, false, 19, 224, "s4")]
+    public void DefaultsFollowTheMeasuredRule(int medianSide, bool grayscale, double imagesPerClass, int size, string features)
+    {
+        // Given a data set of this shape (colour or not: the taps won on both)
+        var data = new DataProfile(medianSide, grayscale, imagesPerClass, Sampled: 64);
+
+        // When the defaults are chosen
+        var chosen = BackboneOptions.ChooseFor(data);
+
+        // Then small sources run at 64 px with stage 2 on a 4x4 grid, larger ones near their own size capped at 224,
+        // and every choice is a valid backbone
+        Assert.Equal(new BackboneOptions(size, features), chosen);
+        chosen.Validate();
+    }
 }

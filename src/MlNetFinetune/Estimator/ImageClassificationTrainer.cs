@@ -7,6 +7,7 @@ using MlNetFinetune.Backbones;
 using MlNetFinetune.Backbones.Quantization;
 using MlNetFinetune.Data;
 using MlNetFinetune.Estimator;
+using MlNetFinetune.Images;
 using MlNetFinetune.Pipeline;
 using MlNetFinetune.Training;
 
@@ -66,12 +67,17 @@ public sealed partial class ImageClassificationTrainer : IEstimator<TransformerC
 
         var workspace = _options.WorkspacePath ?? TrainingOptions.DefaultWorkspace;
         var backbone = ResolveBackbone(input, columns, labelled, log);
+
+        // Black, not the Trainer's white: an image column the user decoded with ML.NET's LoadImages reaches the saved
+        // chain with its transparent pixels already black, and bytes columns are decoded the same way so that a model
+        // reads both kinds alike.
+        var featurization = new FeaturizationOptions(_options.BatchSize, GpuDevice: _options.GpuDeviceId, Alpha: ImageDecoder.DefaultAlpha);
         if (_options.Precision == Precision.Int8)
         {
-            backbone = Int8Backbone.Calibrate(backbone, CalibrationImages(input, columns, train), new QuantizationOptions(), workspace, log: log);
+            backbone = Int8Backbone.Calibrate(backbone, CalibrationImages(input, columns, train), new QuantizationOptions(), workspace, featurization, log);
         }
 
-        using var store = FeatureStore.Open(ml, workspace, backbone, new FeaturizationOptions(_options.BatchSize, GpuDevice: _options.GpuDeviceId));
+        using var store = FeatureStore.Open(ml, workspace, backbone, featurization);
         log(string.Create(CultureInfo.InvariantCulture, $"Bottleneck cache {store.Directory}: {store.LoadedCount} feature vectors on disk"));
 
         var clock = Stopwatch.StartNew();

@@ -7,7 +7,7 @@ namespace MlNetFinetune.Explanations;
 /// <param name="FindLabelErrors">Out-of-fold search for training images whose label looks wrong: true or false forces it;
 /// null (default) runs it when <see cref="IsLabelErrorSearchCheap"/>.</param>
 /// <param name="FindNearDuplicates">Look for held-out images that are near copies of training images.</param>
-/// <param name="NearDuplicateThreshold">Cosine similarity of centred bottleneck features at or above which two images are near duplicates.</param>
+/// <param name="NearDuplicateThreshold">Cosine similarity of standardised bottleneck features at or above which two images are near duplicates.</param>
 /// <param name="Folds">Folds of the label-error search: each image is scored by a head trained on the other folds.</param>
 /// <param name="FoldIterations">L-BFGS iterations of a fold head at most (the chosen head's epochs when fewer): fold heads
 /// rank labels, they need not be the best model, and they are most of the search's cost.</param>

@@ -60,7 +60,7 @@ internal static class ExplanationSections
             ? HtmlReportWriter.Invariant($" Held-out accuracy over the {search.HeldOutImages - search.Pairs.Count} images without one: <b>{HtmlReportWriter.Percent(accuracy)}</b>.")
             : "";
         html.Append("<section id=\"near-duplicates\">\n<h2>Near duplicates</h2>\n")
-            .Append(HtmlReportWriter.Invariant($"<p class=\"note\">Held-out images that look almost the same to the backbone as a training image (cosine similarity of centred bottleneck features of at least {search.Threshold}; byte-identical copies are counted separately). "))
+            .Append(HtmlReportWriter.Invariant($"<p class=\"note\">Held-out images that look almost the same to the backbone as a training image (cosine similarity of standardised bottleneck features of at least {search.Threshold}; byte-identical copies are counted separately). "))
             .Append(HtmlReportWriter.Invariant($"They flatter the held-out accuracy: the model has as good as seen them. {search.Pairs.Count} of {search.HeldOutImages} held-out images have one.{without}</p>\n"));
         if (search.Pairs.Count == 0)
         {

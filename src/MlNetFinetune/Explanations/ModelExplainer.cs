@@ -60,11 +60,11 @@ public sealed class ModelExplainer : IDisposable
     /// <summary>Explains an encoded image; throws <see cref="InvalidDataException"/> naming <paramref name="source"/> when it cannot be decoded.</summary>
     public Explanation Explain(byte[] encoded, string source = "image", int top = 3)
     {
-        using var image = ImageDecoder.Decode(encoded, source);
+        using var image = ImageDecoder.Decode(encoded, source, alpha: Manifest.InputAlpha);
         return Explain(image, top);
     }
 
-    /// <summary>Explains a decoded image.</summary>
+    /// <summary>Explains a decoded image, decoded as the model's <see cref="ModelManifest.InputAlpha"/> says.</summary>
     public Explanation Explain(MLImage image, int top = 3)
     {
         var map = _model.Explain(image, Options);

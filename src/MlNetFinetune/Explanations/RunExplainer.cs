@@ -62,7 +62,7 @@ internal static class RunExplainer
             foreach (var mistake in HtmlReportWriter.MostConfidentMistakes(predictions))
             {
                 cancellation.ThrowIfCancellationRequested();
-                if (ExplainMistake(model, mistake, options.Occlusion) is { } explained)
+                if (ExplainMistake(model, mistake, options.Occlusion, run.Featurization.Alpha) is { } explained)
                 {
                     gallery[mistake.Path] = explained;
                 }
@@ -102,12 +102,12 @@ internal static class RunExplainer
         ? head.L2Regularization
         : head.Candidates.Where(c => c.Head == HeadTrainer.SoftmaxHead).OrderByDescending(c => c.ValidationAccuracy).Select(c => c.L2Regularization).FirstOrDefault(HeadOptions.L2Candidates[1]);
 
-    private static GalleryExplanation? ExplainMistake(ExplanationModel model, HeldOutPrediction mistake, OcclusionOptions occlusion)
+    private static GalleryExplanation? ExplainMistake(ExplanationModel model, HeldOutPrediction mistake, OcclusionOptions occlusion, AlphaPolicy alpha)
     {
         MLImage image;
         try
         {
-            image = ImageDecoder.DecodeFile(mistake.Path);
+            image = ImageDecoder.DecodeFile(mistake.Path, alpha: alpha);
         }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException or InvalidDataException)
         {

@@ -72,7 +72,7 @@ public static class OnnxExportCheck
                 var dotnet = new float[chunk.Length][];
                 for (var i = 0; i < chunk.Length; i++)
                 {
-                    using var image = Images.ImageDecoder.DecodeFile(chunk[i]);
+                    using var image = Images.ImageDecoder.DecodeFile(chunk[i], alpha: classifier.Manifest.InputAlpha);
                     pixelEngine.Predict(new ImageInput { Image = image }).Pixels.CopyTo(batch, i * pixelCount);
                     dotnet[i] = classifier.Scores(image);
                 }

@@ -7,6 +7,7 @@ using Microsoft.ML;
 using Microsoft.ML.Data;
 using Microsoft.ML.Trainers;
 using Microsoft.ML.Transforms;
+using MlNetFinetune.Images;
 using MlNetFinetune.Prediction;
 using Onnx;
 using static MlNetFinetune.Backbones.OnnxGraph;
@@ -29,7 +30,8 @@ public sealed record OnnxExportResult(string OutputPath, int ImageSize, IReadOnl
 /// <list type="bullet">
 /// <item>Input <see cref="InputName"/>: float32 [N, 3, S, S], planar RGB (all red values, then green, then blue), values
 /// 0..255, N free. These are the pixels ML.NET's ResizeImages (IsoCrop, centre anchor: scale so the shorter side is S,
-/// crop the centre) and ExtractPixels give the model; transparent pixels are black, as in the .NET model.</item>
+/// crop the centre) and ExtractPixels give the model; transparent pixels composited as the manifest's alpha policy says
+/// (white for models trained now, black for models of format 1), as in the .NET model.</item>
 /// <item>Output <see cref="OutputName"/>: float32 [N, classes], softmax probabilities in the order of the metadata
 /// entry <c>classes</c> (a JSON array).</item>
 /// </list>
@@ -137,12 +139,13 @@ public static class OnnxExporter
         model.ProducerName = "MlNetFinetune";
         model.ProducerVersion = typeof(OnnxExporter).Assembly.GetName().Version?.ToString() ?? "";
         graph.Name = "mlnetfinetune_image_classifier";
-        model.DocString = Contract(size);
+        model.DocString = Contract(size, manifest.InputAlpha);
         model.MetadataProps.Clear();
         AddMetadata(model, ClassesKey, JsonSerializer.Serialize(manifest.Classes));
         AddMetadata(model, "image_size", size.ToString(CultureInfo.InvariantCulture));
         AddMetadata(model, "input", $"{InputName}: float32 [N, 3, {size}, {size}], planar RGB, values 0..255");
-        AddMetadata(model, "preprocessing", Contract(size));
+        AddMetadata(model, "preprocessing", Contract(size, manifest.InputAlpha));
+        AddMetadata(model, "alpha", manifest.InputAlpha.ToString());
         AddMetadata(model, "backbone", manifest.Backbone);
         AddMetadata(model, "features", manifest.Features);
         AddMetadata(model, "precision", manifest.Precision);
@@ -151,11 +154,18 @@ public static class OnnxExporter
         return model;
     }
 
-    private static string Contract(int size) => string.Create(CultureInfo.InvariantCulture,
+    private static string Contract(int size, AlphaPolicy alpha) => string.Create(CultureInfo.InvariantCulture,
         $"Input {InputName}: float32 [N, 3, {size}, {size}], planar RGB (channel, row, column), values 0..255 (not scaled or " +
         $"mean-subtracted; the graph does that). Resize as ML.NET ResizeImages IsoCrop with centre anchor does: scale " +
-        $"uniformly so the shorter side is {size}, then crop the centre {size}x{size}. Transparent pixels are black. " +
+        $"uniformly so the shorter side is {size}, then crop the centre {size}x{size}. {Transparency(alpha)} " +
         $"Output {OutputName}: float32 [N, classes], softmax probabilities in the order of the metadata entry '{ClassesKey}' (JSON array).");
+
+    private static string Transparency(AlphaPolicy alpha) => alpha switch
+    {
+        AlphaPolicy.CompositeOnWhite => "Composite transparent pixels on white (colour x alpha + 255 x (1 - alpha)).",
+        AlphaPolicy.CompositeOnBlack => "Composite transparent pixels on black (colour x alpha).",
+        _ => "Take the colour of transparent pixels as stored, ignoring alpha.",
+    };
 
     private static void AddMetadata(ModelProto model, string key, string value) =>
         model.MetadataProps.Add(new StringStringEntryProto { Key = key, Value = value });

@@ -1,9 +1,12 @@
+using System.Text.Json.Serialization;
+
 namespace MlNetFinetune.Images;
 
 /// <summary>
 /// What a transparent or half-transparent pixel becomes. The backbone sees colour only, so every policy gives an
 /// opaque image; they differ only where the source has alpha below 255.
 /// </summary>
+[JsonConverter(typeof(JsonStringEnumConverter<AlphaPolicy>))]
 public enum AlphaPolicy
 {
     /// <summary>

@@ -17,7 +17,11 @@ namespace MlNetFinetune.Images;
 /// </summary>
 public static class ImageDecoder
 {
-    /// <summary>The alpha policy used unless another is given: what <c>MLImage.CreateFromStream</c> gave (transparent pixels on black).</summary>
+    /// <summary>
+    /// The alpha policy used unless another is given: what <c>MLImage.CreateFromStream</c> gave (transparent pixels on
+    /// black), and so what every model whose manifest names no policy was trained with. New models are trained with
+    /// <see cref="Training.FeaturizationOptions.DefaultAlpha"/>.
+    /// </summary>
     public const AlphaPolicy DefaultAlpha = AlphaPolicy.CompositeOnBlack;
 
     /// <summary>

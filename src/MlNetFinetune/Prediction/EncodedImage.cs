@@ -11,7 +11,7 @@ internal static class EncodedImage
     private const int ChunkSize = 81920;
 
     /// <summary>Decodes within <paramref name="limits"/> (pixels decided from the real frame sizes before decoding); throws <see cref="InvalidImageException"/>.</summary>
-    public static MLImage Decode(byte[] encoded, string source, ImageLimits limits) => ImageDecoder.Decode(encoded, source, limits);
+    public static MLImage Decode(byte[] encoded, string source, ImageLimits limits, AlphaPolicy alpha) => ImageDecoder.Decode(encoded, source, limits, alpha);
 
     /// <summary>Reads <paramref name="stream"/> to its end; throws <see cref="InvalidImageException"/> (too large) once it holds more than the limit.</summary>
     public static byte[] Read(Stream stream, ImageLimits limits, string source)

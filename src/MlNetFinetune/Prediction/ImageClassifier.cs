@@ -103,7 +103,7 @@ public sealed class ImageClassifier : IDisposable
         _gate.Wait();
         try
         {
-            return Classify(() => ImageDecoder.DecodeFile(imagePath, Options.Limits), top);
+            return Classify(alpha => ImageDecoder.DecodeFile(imagePath, Options.Limits, alpha), top);
         }
         finally
         {
@@ -125,7 +125,7 @@ public sealed class ImageClassifier : IDisposable
         _gate.Wait();
         try
         {
-            return Classify(() => EncodedImage.Decode(encoded, source, Options.Limits), top);
+            return Classify(alpha => EncodedImage.Decode(encoded, source, Options.Limits, alpha), top);
         }
         finally
         {
@@ -133,7 +133,10 @@ public sealed class ImageClassifier : IDisposable
         }
     }
 
-    /// <summary>Classifies a decoded image (which stays the caller's to dispose).</summary>
+    /// <summary>
+    /// Classifies a decoded image (which stays the caller's to dispose). Decode it with the model's
+    /// <see cref="ModelManifest.InputAlpha"/>, as the other overloads do, or transparent pixels differ from training.
+    /// </summary>
     public ClassificationResult Predict(MLImage image, int top = 3)
     {
         var model = Lease();
@@ -169,7 +172,7 @@ public sealed class ImageClassifier : IDisposable
         await _gate.WaitAsync(cancellationToken).ConfigureAwait(false);
         try
         {
-            return Classify(() => EncodedImage.Decode(encoded, source, Options.Limits), top);
+            return Classify(alpha => EncodedImage.Decode(encoded, source, Options.Limits, alpha), top);
         }
         finally
         {
@@ -186,7 +189,7 @@ public sealed class ImageClassifier : IDisposable
         await _gate.WaitAsync(cancellationToken).ConfigureAwait(false);
         try
         {
-            return Classify(() => ImageDecoder.DecodeFile(imagePath, Options.Limits), top);
+            return Classify(alpha => ImageDecoder.DecodeFile(imagePath, Options.Limits, alpha), top);
         }
         finally
         {
@@ -194,7 +197,7 @@ public sealed class ImageClassifier : IDisposable
         }
     }
 
-    /// <summary>Probabilities of all classes, in <see cref="Classes"/> order.</summary>
+    /// <summary>Probabilities of all classes, in <see cref="Classes"/> order; decode with the model's <see cref="ModelManifest.InputAlpha"/>.</summary>
     public float[] Scores(MLImage image)
     {
         _gate.Wait();
@@ -278,14 +281,17 @@ public sealed class ImageClassifier : IDisposable
         }
     }
 
-    /// <summary>Decodes and scores on an engine of the model now serving; the caller holds the gate.</summary>
-    private ClassificationResult Classify(Func<MLImage> decode, int top)
+    /// <summary>
+    /// Decodes with the policy of the model now serving (a reload may change it) and scores on one of its engines; the
+    /// caller holds the gate.
+    /// </summary>
+    private ClassificationResult Classify(Func<AlphaPolicy, MLImage> decode, int top)
     {
         var model = Lease();
         var engine = model.Rent();
         try
         {
-            using var image = decode();
+            using var image = decode(model.Manifest.InputAlpha);
             return ClassificationResult.Rank(engine.Score(image), model.Manifest.Classes, top);
         }
         finally
@@ -301,7 +307,7 @@ public sealed class ImageClassifier : IDisposable
         try
         {
             var explainer = model.Explainer(ModelPath);
-            using var image = EncodedImage.Decode(encoded, source, Options.Limits);
+            using var image = EncodedImage.Decode(encoded, source, Options.Limits, model.Manifest.InputAlpha);
             return explainer.Explain(image, top);
         }
         finally

@@ -1,6 +1,8 @@
 using System.IO.Compression;
 using System.Text.Json;
+using System.Text.Json.Serialization;
 using MlNetFinetune.Evaluation;
+using MlNetFinetune.Images;
 
 namespace MlNetFinetune.Prediction;
 
@@ -9,12 +11,25 @@ public sealed record ManifestMetrics(double MicroAccuracy, double MacroAccuracy,
 
 /// <summary>
 /// What a consumer of model.zip must know, stored inside the zip next to ML.NET's own entries: the classes in score
-/// order, the backbone and its input size, the feature options, the format version and the held-out metrics.
+/// order, the backbone and its input size, the feature options, how transparent pixels were resolved, the format
+/// version and the held-out metrics.
 /// </summary>
-/// <remarks>
-/// <see cref="Precision"/> and <see cref="Calibration"/> came after format 1 was first written; a manifest without them
-/// reads as fp32. They inform and need no support to run: an older Predictor runs an int8 model's graph as it is.
-/// </remarks>
+/// <param name="FormatVersion">The manifest format the model was written in (see <see cref="CurrentFormatVersion"/>).</param>
+/// <param name="Tool">The tool and version that wrote the model.</param>
+/// <param name="Classes">The class names, in the order of the scores.</param>
+/// <param name="Backbone">The pretrained network: "resnet18", or "onnx:" and the file name of the user's graph.</param>
+/// <param name="ImageSize">Side in pixels of the square image the backbone takes.</param>
+/// <param name="Features">The backbone taps the features come from, e.g. "s2g2+s3g2+s4".</param>
+/// <param name="FeatureSize">Length of the bottleneck feature vector.</param>
+/// <param name="Head">The head type, e.g. "softmax".</param>
+/// <param name="L2Regularization">The head's L2 strength.</param>
+/// <param name="HeldOut">The held-out figures of the training run.</param>
+/// <param name="Alpha">What transparent pixels became when the model was trained; the Predictor decodes the same way.
+/// Null in models of format 1, which were all trained with <see cref="ImageDecoder.DefaultAlpha"/>.</param>
+/// <param name="Precision">The backbone's number format: "fp32", or "int8" for a backbone quantized by the Trainer
+/// (<c>--precision int8</c>). "fp32" in manifests written before int8 existed.</param>
+/// <param name="Calibration">For int8: how the activation ranges were calibrated, e.g. "percentile 99.999 on 260
+/// training images"; null for fp32.</param>
 public sealed record ModelManifest(
     int FormatVersion,
     string Tool,
@@ -26,6 +41,7 @@ public sealed record ModelManifest(
     string Head,
     float L2Regularization,
     ManifestMetrics HeldOut,
+    AlphaPolicy? Alpha = null,
     string Precision = ModelManifest.Fp32,
     string? Calibration = null)
 {
@@ -35,11 +51,18 @@ public sealed record ModelManifest(
     /// <summary><see cref="Precision"/> of an int8 backbone.</summary>
     public const string Int8 = "int8";
 
-    /// <summary>The format this build writes and the newest it reads.</summary>
-    public const int CurrentFormatVersion = 1;
+    /// <summary>
+    /// The format this build writes and the newest it reads. 2 added <see cref="Alpha"/>: a Predictor that reads only
+    /// format 1 would ignore it and score transparent images on black, so it must refuse the file instead.
+    /// </summary>
+    public const int CurrentFormatVersion = 2;
 
     /// <summary>Where the manifest lies inside model.zip.</summary>
     public const string EntryName = "MlNetFinetune/manifest.json";
+
+    /// <summary>How images must be decoded for this model: as they were when it was trained.</summary>
+    [JsonIgnore]
+    public AlphaPolicy InputAlpha => Alpha ?? ImageDecoder.DefaultAlpha;
 
     /// <summary>
     /// Throws <see cref="UserInputException"/> naming <paramref name="zipPath"/> when the manifest's classes are not, in

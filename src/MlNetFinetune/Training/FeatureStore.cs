@@ -65,11 +65,11 @@ internal sealed class FeatureStore : IDisposable
 
     /// <summary>Opens the store of <paramref name="backbone"/>'s features under <paramref name="workspace"/>.</summary>
     public static FeatureStore Open(MLContext ml, string workspace, IBackbone backbone, FeaturizationOptions options) =>
-        new(BottleneckCache.Open(workspace, CacheName(backbone), backbone.FeatureSize), new BulkFeaturizer(ml, backbone, options));
+        new(BottleneckCache.Open(workspace, CacheName(backbone, options.Alpha), backbone.FeatureSize), new BulkFeaturizer(ml, backbone, options));
 
     /// <summary>The cache folder's name: the backbone's fingerprint and how images are decoded.</summary>
-    public static string CacheName(IBackbone backbone) => string.Create(CultureInfo.InvariantCulture,
-        $"{backbone.Fingerprint}-d{DecoderVersion}-{ImageDecoder.DefaultAlpha.ToString().ToLowerInvariant()}");
+    public static string CacheName(IBackbone backbone, AlphaPolicy alpha) => string.Create(CultureInfo.InvariantCulture,
+        $"{backbone.Fingerprint}-d{DecoderVersion}-{alpha.ToString().ToLowerInvariant()}");
 
     /// <summary>
     /// Features of <paramref name="images"/>, computing those not cached; with <paramref name="mirrored"/> (paths) also

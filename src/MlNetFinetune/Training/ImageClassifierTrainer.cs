@@ -92,7 +92,7 @@ public sealed class ImageClassifierTrainer(TrainingOptions options)
         };
 
         var modelPath = Path.Combine(options.OutputFolder, TrainingOptions.ModelFileName);
-        ModelFile.Save(ml, backbone, head, classNames, report, workspace, modelPath, cancellation);
+        ModelFile.Save(ml, backbone, head, classNames, report, options.Featurization.Alpha, workspace, modelPath, cancellation);
         var explained = RunExplainer.Explain(ml, backbone, head, labelToKey, classNames, [.. train, .. validation], heldOut, predictions, options, log, cancellation);
         report = report with { LabelErrors = explained.LabelErrors, NearDuplicates = explained.NearDuplicates };
         ReportWriter.WriteAll(report, predictions, options.OutputFolder);
@@ -164,7 +164,7 @@ public sealed class ImageClassifierTrainer(TrainingOptions options)
     {
         var floatBackbone = ResolveFloatBackbone(images.Data, log);
         return options.Precision == Precision.Int8
-            ? Int8Backbone.Calibrate(floatBackbone, images.Train, options.Quantization, options.Workspace ?? TrainingOptions.DefaultWorkspace, options.Featurization.Limits, log)
+            ? Int8Backbone.Calibrate(floatBackbone, images.Train, options.Quantization, options.Workspace ?? TrainingOptions.DefaultWorkspace, options.Featurization, log)
             : floatBackbone;
     }
 

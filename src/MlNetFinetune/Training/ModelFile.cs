@@ -2,6 +2,7 @@ using Microsoft.ML;
 using MlNetFinetune.Backbones;
 using MlNetFinetune.Backbones.Quantization;
 using MlNetFinetune.Evaluation;
+using MlNetFinetune.Images;
 using MlNetFinetune.Pipeline;
 using MlNetFinetune.Prediction;
 
@@ -12,7 +13,7 @@ internal static class ModelFile
 {
     /// <summary>Composes and saves the model atomically; cancelling before the write leaves the old file in place.</summary>
     public static void Save(MLContext ml, IBackbone backbone, TrainedHead head, IReadOnlyList<string> classNames,
-        EvaluationReport report, string workspace, string modelPath, CancellationToken cancellation)
+        EvaluationReport report, AlphaPolicy alpha, string workspace, string modelPath, CancellationToken cancellation)
     {
         var graphPath = ChainGraph(backbone, workspace);
         var model = ImageClassificationChain.Compose(ml, head.Transformer, graphPath, backbone.ImageSize);
@@ -27,6 +28,7 @@ internal static class ModelFile
             head.Name,
             head.L2Regularization,
             new ManifestMetrics(report.MicroAccuracy, report.MacroAccuracy, report.LogLoss, report.Training.HeldOutImages),
+            alpha,
             backbone is Int8Backbone ? ModelManifest.Int8 : ModelManifest.Fp32,
             (backbone as Int8Backbone)?.Calibration);
         var inputs = ml.Data.LoadFromEnumerable(Array.Empty<ImageInput>());

@@ -29,7 +29,8 @@ public sealed class Int8TrainingTests(Int8ModelFixture fixture)
         Assert.Equal(500, int8.Computed);
         Assert.Equal(0, int8.FromCache);
         var backbone = Assert.IsType<Int8Backbone>(fixture.Result.Backbone);
-        Assert.NotEqual(FeatureStore.CacheName(backbone.Float), FeatureStore.CacheName(backbone));
+        var alpha = fixture.Int8Options.Featurization.Alpha;
+        Assert.NotEqual(FeatureStore.CacheName(backbone.Float, alpha), FeatureStore.CacheName(backbone, alpha));
         Assert.Equal(2, Directory.GetDirectories(Path.Combine(fixture.Workspace, "bottlenecks")).Length);
     }
 

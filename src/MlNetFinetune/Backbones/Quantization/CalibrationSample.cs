@@ -3,6 +3,7 @@ using Microsoft.ML.Data;
 using MlNetFinetune.Data;
 using MlNetFinetune.Images;
 using MlNetFinetune.Pipeline;
+using MlNetFinetune.Training;
 
 namespace MlNetFinetune.Backbones.Quantization;
 
@@ -36,7 +37,7 @@ public static class CalibrationSample
     /// memory) with the featurizer's own decoder and transforms (<see cref="ImageClassificationChain.ImageToPixels(MLContext, int)"/>);
     /// images that are refused are left out, as featurization skips and reports them.
     /// </summary>
-    public static IReadOnlyList<float[]> Pixels(MLContext ml, IEnumerable<ImageRecord> images, int imageSize, ImageLimits? limits = null)
+    public static IReadOnlyList<float[]> Pixels(MLContext ml, IEnumerable<ImageRecord> images, int imageSize, ImageLimits? limits = null, AlphaPolicy alpha = FeaturizationOptions.DefaultAlpha)
     {
         var toPixels = ImageClassificationChain.ImageToPixels(ml, imageSize).Fit(ml.Data.LoadFromEnumerable(Array.Empty<ImageInput>()));
         using var engine = ml.Model.CreatePredictionEngine<ImageInput, PixelRow>(toPixels);
@@ -46,8 +47,8 @@ public static class CalibrationSample
             try
             {
                 using var image = record.Content is { } content
-                    ? ImageDecoder.Decode(content.ToArray(), record.Path, limits)
-                    : ImageDecoder.DecodeFile(record.Path, limits);
+                    ? ImageDecoder.Decode(content.ToArray(), record.Path, limits, alpha)
+                    : ImageDecoder.DecodeFile(record.Path, limits, alpha);
                 pixels.Add(engine.Predict(new ImageInput { Image = image }).Pixels);
             }
             catch (InvalidImageException)

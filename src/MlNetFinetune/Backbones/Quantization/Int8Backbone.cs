@@ -72,13 +72,19 @@ public sealed class Int8Backbone : IBackbone
     /// and reuses the cached int8 features (calibrating anew could move a range by a rounding step and miss the cache).
     /// </summary>
     /// <exception cref="UserInputException">The backbone's graph has layers the quantizer does not handle, or no sample image decodes.</exception>
+    /// <param name="floatBackbone">The backbone to quantize.</param>
+    /// <param name="training">The training images; the calibration sample is taken from them.</param>
+    /// <param name="options">How the ranges are calibrated.</param>
+    /// <param name="workspace">The workspace the ranges are stored in.</param>
+    /// <param name="featurization">How images are read and decoded (limits, alpha policy), as featurization does.</param>
+    /// <param name="log">Receives one line: the ranges calibrated or reused.</param>
     public static Int8Backbone Calibrate(IBackbone floatBackbone, IReadOnlyList<ImageRecord> training, QuantizationOptions options,
-        string workspace, ImageLimits? limits = null, Action<string>? log = null)
+        string workspace, FeaturizationOptions featurization, Action<string>? log = null)
     {
         options.Validate();
         log ??= _ => { };
         var sample = CalibrationSample.Choose(training, options.CalibrationImages);
-        var key = StoreKey(floatBackbone, options, sample, limits);
+        var key = StoreKey(floatBackbone, options, sample, featurization);
         var path = Path.Combine(workspace, "calibration", key + ".json");
         var method = options.Method == CalibrationMethod.MinMax ? "min-max" : string.Create(CultureInfo.InvariantCulture, $"percentile {options.Percentile:R}");
         var calibration = string.Create(CultureInfo.InvariantCulture, $"{method} on {sample.Count} training images");
@@ -90,7 +96,7 @@ public sealed class Int8Backbone : IBackbone
 
         var clock = Stopwatch.StartNew();
         var ml = new MLContext(1);
-        var pixels = CalibrationSample.Pixels(ml, sample, floatBackbone.ImageSize, limits);
+        var pixels = CalibrationSample.Pixels(ml, sample, floatBackbone.ImageSize, featurization.Limits, featurization.Alpha);
         if (pixels.Count == 0)
         {
             throw new UserInputException($"int8 calibration: none of the {sample.Count} sample images decodes");
@@ -112,15 +118,15 @@ public sealed class Int8Backbone : IBackbone
     }
 
     /// <summary>Hash of what the ranges depend on: the float backbone, the rewrite, the options and each sample image's bytes.</summary>
-    private static string StoreKey(IBackbone floatBackbone, QuantizationOptions options, IReadOnlyList<ImageRecord> sample, ImageLimits? limits)
+    private static string StoreKey(IBackbone floatBackbone, QuantizationOptions options, IReadOnlyList<ImageRecord> sample, FeaturizationOptions featurization)
     {
         using var hash = IncrementalHash.CreateHash(HashAlgorithmName.SHA256);
-        hash.AppendData(Encoding.UTF8.GetBytes($"{floatBackbone.Fingerprint};rewrite={Int8Quantizer.RewriteVersion};{options.Describe()};{FeatureStore.CacheName(floatBackbone)}"));
+        hash.AppendData(Encoding.UTF8.GetBytes($"{floatBackbone.Fingerprint};rewrite={Int8Quantizer.RewriteVersion};{options.Describe()};{FeatureStore.CacheName(floatBackbone, featurization.Alpha)}"));
         foreach (var image in sample)
         {
             try
             {
-                var bytes = image.Content is { } content ? content.ToArray() : ImageDecoder.ReadFile(image.Path, limits);
+                var bytes = image.Content is { } content ? content.ToArray() : ImageDecoder.ReadFile(image.Path, featurization.Limits);
                 hash.AppendData(SHA256.HashData(bytes));
             }
             catch (InvalidImageException)
