@@ -2,6 +2,7 @@ using System.CommandLine;
 using System.Globalization;
 using MlNetFinetune.CommandLine;
 using MlNetFinetune.Backbones;
+using MlNetFinetune.Backbones.Quantization;
 using MlNetFinetune.Data;
 using MlNetFinetune.Pipeline;
 using MlNetFinetune.Training;
@@ -37,6 +38,15 @@ public static class TrainerCommandLine
     private static readonly Option<string> s_head = new("--head") { Description = "softmax: L2 search of the softmax head; auto: also SDCA and LightGBM heads, on the validation split", DefaultValueFactory = _ => HeadOptions.SoftmaxSearch };
     private static readonly Option<double> s_searchMinutes = new Option<double>("--search-minutes") { Description = "Time budget of the head search", DefaultValueFactory = _ => 10 }.Invariant();
     private static readonly Option<int> s_batch = new Option<int>("--batch-size") { Description = "Images per backbone call", DefaultValueFactory = _ => new FeaturizationOptions().BatchSize }.Invariant();
+    private static readonly Option<Precision> s_precision = new("--precision")
+    {
+        Description = "Backbone number format: fp32, or int8 (quantized for the CPU, calibrated on a sample of the training images; built-in backbone only, not with --gpu)",
+        DefaultValueFactory = _ => new TrainingOptions("").Precision,
+        CustomParser = ParsePrecision,
+    };
+
+    private static readonly Option<int> s_calibrationImages = new Option<int>("--calibration-images") { Description = "With --precision int8: training images the activation ranges are calibrated on, the same share of each class", DefaultValueFactory = _ => new QuantizationOptions().CalibrationImages }.Invariant();
+
     private static readonly FineTuneOptions s_fineTuneDefaults = new();
     private static readonly Option<bool> s_fineTune = new("--fine-tune") { Description = "Also train the top stages of the backbone (SGD with momentum, validated every epoch, best epoch kept), then fit the head on the fine-tuned network's features" };
     private static readonly Option<int> s_fineTuneStages = new Option<int>("--fine-tune-stages") { Description = "With --fine-tune: how many of the backbone's 4 stages train, from the top; the stem and the stages below stay frozen", DefaultValueFactory = _ => s_fineTuneDefaults.Stages }.Invariant();
@@ -158,6 +168,8 @@ public static class TrainerCommandLine
             MirroredViews = parse.GetValue(s_mirrored),
             ExcludeHeldOutDuplicates = !parse.GetValue(s_keepDuplicates),
             Head = new HeadOptions(parse.GetValue(s_l2), Search: parse.GetValue(s_head)!, SearchBudget: SearchBudget(parse.GetValue(s_searchMinutes))),
+            Precision = parse.GetValue(s_precision),
+            Quantization = new QuantizationOptions(CalibrationImages: parse.GetValue(s_calibrationImages)),
             Featurization = new FeaturizationOptions(BatchSize: parse.GetValue(s_batch), GpuDevice: gpuGiven ? parse.GetValue(s_gpu) ?? 0 : null,
                 Limits: new Images.ImageLimits(MaxPixels: parse.GetValue(s_maxPixels))),
             FineTune = FineTune(parse),
@@ -195,10 +207,28 @@ public static class TrainerCommandLine
         ? TimeSpan.FromMinutes(Math.Max(minutes, 0))
         : throw new UserInputException(string.Create(CultureInfo.InvariantCulture, $"--search-minutes {minutes}: at most {TimeSpan.MaxValue.TotalMinutes:F0}"));
 
+    /// <summary>fp32 or int8, any case; anything else is one error line naming the choices.</summary>
+    private static Precision ParsePrecision(System.CommandLine.Parsing.ArgumentResult result)
+    {
+        var text = result.Tokens.Count > 0 ? result.Tokens[^1].Value : "";
+        if (text.Equals("fp32", StringComparison.OrdinalIgnoreCase))
+        {
+            return Precision.Fp32;
+        }
+
+        if (text.Equals("int8", StringComparison.OrdinalIgnoreCase))
+        {
+            return Precision.Int8;
+        }
+
+        result.AddError($"--precision {text}: use fp32 or int8");
+        return default;
+    }
+
     private static RootCommand Build(IAnsiConsole console, TextWriter error, CancellationToken interrupt)
     {
         var root = new RootCommand("Fine-tunes the pretrained ResNet18 on a folder of labelled images and evaluates it on held-out images.");
-        Option[] options = [s_data, s_test, s_output, s_seed, s_workspace, s_heldOut, s_imageSize, s_features, s_backbone, s_pixelRange, s_pixelMean, s_pixelStd, s_channelOrder, s_mirrored, s_keepDuplicates, s_maxPixels, s_l2, s_head, s_searchMinutes, s_batch, s_gpu, s_shard, s_labelErrors, s_fineTune, .. s_fineTuneOnly];
+        Option[] options = [s_data, s_test, s_output, s_seed, s_workspace, s_heldOut, s_imageSize, s_features, s_backbone, s_pixelRange, s_pixelMean, s_pixelStd, s_channelOrder, s_mirrored, s_keepDuplicates, s_maxPixels, s_l2, s_head, s_searchMinutes, s_batch, s_precision, s_calibrationImages, s_gpu, s_shard, s_labelErrors, s_fineTune, .. s_fineTuneOnly];
         foreach (var option in options)
         {
             root.Options.Add(option);

@@ -7,9 +7,11 @@ public static class BackboneSession
 {
     /// <summary>
     /// Creates a session on the CPU, or on CUDA device <paramref name="gpuDevice"/> when asked and available.
-    /// <paramref name="fallbackMessage"/> says why the GPU was not used, when it was asked for.
+    /// <paramref name="fallbackMessage"/> says why the GPU was not used, when it was asked for. With
+    /// <paramref name="spinning"/> false, ONNX Runtime's idle CPU threads sleep instead of spinning: for bulk
+    /// featurization, where decoding threads share the cores with the backbone's.
     /// </summary>
-    public static InferenceSession Create(byte[] graph, int? gpuDevice, out string? fallbackMessage)
+    public static InferenceSession Create(byte[] graph, int? gpuDevice, out string? fallbackMessage, bool spinning = true)
     {
         fallbackMessage = null;
         if (gpuDevice is int device)
@@ -33,6 +35,11 @@ public static class BackboneSession
             IntraOpNumThreads = Environment.ProcessorCount,
             InterOpNumThreads = 1,
         };
+        if (!spinning)
+        {
+            options.AddSessionConfigEntry("session.intra_op.allow_spinning", "0");
+        }
+
         return new InferenceSession(graph, options);
     }
 

@@ -24,6 +24,9 @@ internal static class OnnxGraph
 {
     public const int FloatType = (int)TensorProto.Types.DataType.Float;
     public const int Int64Type = (int)TensorProto.Types.DataType.Int64;
+    public const int Int32Type = (int)TensorProto.Types.DataType.Int32;
+    public const int Int8Type = (int)TensorProto.Types.DataType.Int8;
+    public const int Uint8Type = (int)TensorProto.Types.DataType.Uint8;
 
     /// <summary>A node named after its op and outputs, which keeps names unique as long as output names are.</summary>
     public static NodeProto Node(string opType, IEnumerable<string> inputs, IEnumerable<string> outputs, params AttributeProto[] attributes)
@@ -65,6 +68,16 @@ internal static class OnnxGraph
         return tensor;
     }
 
+    /// <summary>A tensor of any fixed-width element type, stored as raw little-endian bytes.</summary>
+    public static TensorProto Tensor<T>(string name, int dataType, long[] dims, ReadOnlySpan<T> values)
+        where T : unmanaged
+    {
+        var tensor = new TensorProto { Name = name, DataType = dataType };
+        tensor.Dims.AddRange(dims);
+        tensor.RawData = ByteString.CopyFrom(MemoryMarshal.AsBytes(values));
+        return tensor;
+    }
+
     /// <summary>The values of a float initializer, whichever of its two storage fields holds them.</summary>
     public static float[] FloatValues(TensorProto tensor) => tensor.FloatData.Count > 0
         ? [.. tensor.FloatData]
@@ -85,6 +98,30 @@ internal static class OnnxGraph
         };
     }
 
+    /// <summary>A graph output or value of known element type whose shape is left to the runtime to infer.</summary>
+    public static ValueInfoProto TensorValueOfAnyShape(string name, int elementType) => new()
+    {
+        Name = name,
+        Type = new TypeProto { TensorType = new TypeProto.Types.Tensor { ElemType = elementType } },
+    };
+
+    /// <summary>
+    /// Adds <paramref name="tensor"/> as an initializer only. From IR version 4 on, an initializer that is also a
+    /// graph input is a default the caller may override, so ONNX Runtime neither folds it as a constant nor fuses
+    /// quantize/dequantize pairs around it; graphs of that IR version add their constants this way.
+    /// </summary>
+    public static void AddConstant(GraphProto graph, TensorProto tensor) => graph.Initializer.Add(tensor);
+
+    /// <summary>Drops the graph-input entries of initializers (see <see cref="AddConstant"/>), when moving a graph to IR version 4 or later.</summary>
+    public static void RemoveInitializerInputs(GraphProto graph)
+    {
+        var names = graph.Initializer.Select(i => i.Name).ToHashSet(StringComparer.Ordinal);
+        foreach (var input in graph.Input.Where(i => names.Contains(i.Name)).ToList())
+        {
+            graph.Input.Remove(input);
+        }
+    }
+
     /// <summary>
     /// Adds <paramref name="tensor"/> as an initializer. Opset-8 graphs (this backbone's) must also list every
     /// initializer as a graph input, so it is listed there too.
@@ -94,13 +131,6 @@ internal static class OnnxGraph
         graph.Initializer.Add(tensor);
         graph.Input.Add(TensorValue(tensor.Name, tensor.DataType, [.. tensor.Dims.Select(Dim)]));
     }
-
-    /// <summary>
-    /// Adds <paramref name="tensor"/> as an initializer only, not as a graph input: in graphs of IR version 4 and later
-    /// that makes it a constant, which ONNX Runtime may fold and use for shape inference (an initializer that is also an
-    /// input can be overridden at run time, so it cannot).
-    /// </summary>
-    public static void AddConstant(GraphProto graph, TensorProto tensor) => graph.Initializer.Add(tensor);
 
     /// <summary>Replaces the values of the float initializer <paramref name="name"/>, keeping its name and shape.</summary>
     public static void SetFloatValues(GraphProto graph, string name, ReadOnlySpan<float> values)

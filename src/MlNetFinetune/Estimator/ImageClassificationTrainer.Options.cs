@@ -109,6 +109,13 @@ public sealed partial class ImageClassificationTrainer
         /// <summary>Wall time for the search's extra heads; those not started by then are skipped. Null: 10 minutes.</summary>
         public TimeSpan? SearchBudget { get; init; }
 
+        /// <summary>
+        /// The backbone's number format. <see cref="Backbones.Precision.Int8"/> quantizes it with activation ranges
+        /// calibrated on 256 of the training images (the same share of each class), for the CPU only; the fitted model
+        /// then runs the int8 graph wherever it is loaded. Default <see cref="Backbones.Precision.Fp32"/>.
+        /// </summary>
+        public Precision Precision { get; init; } = Precision.Fp32;
+
         /// <summary>CUDA device for featurizing (needs the GPU build of ONNX Runtime); null runs on the CPU.</summary>
         public int? GpuDeviceId { get; init; }
 
@@ -185,6 +192,16 @@ public sealed partial class ImageClassificationTrainer
             if (GpuDeviceId is < 0)
             {
                 throw new UserInputException(Invariant($"{nameof(GpuDeviceId)} {GpuDeviceId}: a device number is 0 or more"));
+            }
+
+            if (!Enum.IsDefined(Precision))
+            {
+                throw new UserInputException($"{nameof(Precision)} {Precision}: use {Precision.Fp32} or {Precision.Int8}");
+            }
+
+            if (Precision == Precision.Int8 && GpuDeviceId is not null)
+            {
+                throw new UserInputException($"{nameof(Precision)} {Precision.Int8} runs on the CPU only; use {Precision.Fp32} with {nameof(GpuDeviceId)}");
             }
 
             if (!Enum.IsDefined(Search))

@@ -4,6 +4,7 @@ using Microsoft.ML;
 using Microsoft.ML.Data;
 using Microsoft.ML.Transforms.Image;
 using MlNetFinetune.Backbones;
+using MlNetFinetune.Backbones.Quantization;
 using MlNetFinetune.Data;
 using MlNetFinetune.Estimator;
 using MlNetFinetune.Images;
@@ -64,12 +65,18 @@ public sealed partial class ImageClassificationTrainer : IEstimator<TransformerC
         log(string.Create(CultureInfo.InvariantCulture,
             $"{labelled.Count} labelled images in {columns.ClassNames.Count} classes: {train.Count} train, {validation.Count} validation{(_options.ValidationSet is null ? "" : " (the validation set)")}"));
 
-        var backbone = ResolveBackbone(input, columns, labelled, log);
         var workspace = _options.WorkspacePath ?? TrainingOptions.DefaultWorkspace;
+        var backbone = ResolveBackbone(input, columns, labelled, log);
+
         // Black, not the Trainer's white: an image column the user decoded with ML.NET's LoadImages reaches the saved
         // chain with its transparent pixels already black, and bytes columns are decoded the same way so that a model
         // reads both kinds alike.
         var featurization = new FeaturizationOptions(_options.BatchSize, GpuDevice: _options.GpuDeviceId, Alpha: ImageDecoder.DefaultAlpha);
+        if (_options.Precision == Precision.Int8)
+        {
+            backbone = Int8Backbone.Calibrate(backbone, CalibrationImages(input, columns, train), new QuantizationOptions(), workspace, featurization, log);
+        }
+
         using var store = FeatureStore.Open(ml, workspace, backbone, featurization);
         log(string.Create(CultureInfo.InvariantCulture, $"Bottleneck cache {store.Directory}: {store.LoadedCount} feature vectors on disk"));
 
@@ -190,6 +197,16 @@ public sealed partial class ImageClassificationTrainer : IEstimator<TransformerC
         var chosen = new BackboneOptions(_options.ImageSize ?? fromData.ImageSize, _options.Features ?? fromData.Features);
         log(string.Create(CultureInfo.InvariantCulture, $"Data: {profile}; backbone input {chosen.ImageSize} px, features {chosen.Features}"));
         return new ResNet18Backbone(chosen);
+    }
+
+    /// <summary>The training rows int8 calibration runs on (<see cref="CalibrationSample.Choose"/>), with their encoded bytes.</summary>
+    private static List<ImageRecord> CalibrationImages(IDataView input, LabelledImageColumns columns, IReadOnlyList<LabelledRow> train)
+    {
+        var labels = train.ToDictionary(r => RowName("row", r.Row), r => r.Label, StringComparer.Ordinal);
+        var chosen = CalibrationSample.Choose([.. labels.Select(l => new ImageRecord(l.Key, l.Value))], new QuantizationOptions().CalibrationImages)
+            .Select(r => r.Path).ToHashSet(StringComparer.Ordinal);
+        return [.. columns.ReadImages(input, row => chosen.Contains(RowName("row", row)))
+            .Select(i => new ImageRecord(RowName("row", i.Row), labels[RowName("row", i.Row)]) { Content = i.Encoded })];
     }
 
     /// <summary>

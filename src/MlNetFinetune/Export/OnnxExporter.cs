@@ -148,6 +148,7 @@ public static class OnnxExporter
         AddMetadata(model, "alpha", manifest.InputAlpha.ToString());
         AddMetadata(model, "backbone", manifest.Backbone);
         AddMetadata(model, "features", manifest.Features);
+        AddMetadata(model, "precision", manifest.Precision);
         AddMetadata(model, "head", manifest.Head);
         AddMetadata(model, "tool", manifest.Tool);
         return model;

@@ -61,9 +61,18 @@ internal sealed class LoadedModel : IDisposable
             throw new UserInputException($"{modelPath}: cannot be read ({FirstLine(e.Message)})");
         }
 
+        string? int8OnCpu = null;
+        if (gpuDevice is not null && manifest.Precision == ModelManifest.Int8)
+        {
+            // ONNX Runtime fuses the int8 graph into integer kernels for the CPU only; CUDA would run its convolutions in
+            // float between dequantize and quantize steps, with scores that can differ from those the model was evaluated with.
+            int8OnCpu = $"{modelPath}: an int8 model; its backbone runs on the CPU";
+            gpuDevice = null;
+        }
+
         var ml = new MLContext { GpuDeviceId = gpuDevice, FallbackToCpu = true };
         InferenceSession? session = null;
-        string? gpuFallback = null;
+        string? gpuFallback = int8OnCpu;
         SavedChain chain;
         try
         {
@@ -72,7 +81,8 @@ internal sealed class LoadedModel : IDisposable
             var features = new SavedChain.NodeArg(ColumnNames.Features, [manifest.FeatureSize]);
             chain = SavedChain.Load(ml, bytes, pixels, features, graph =>
             {
-                session = BackboneSession.Create(graph, gpuDevice, out gpuFallback);
+                session = BackboneSession.Create(graph, gpuDevice, out var sessionFallback);
+                gpuFallback = sessionFallback ?? int8OnCpu;
                 if (SavedChain.NodeArg.From(session.InputMetadata) is not { } input || SavedChain.NodeArg.From(session.OutputMetadata) is not { } output)
                 {
                     return null;
@@ -115,7 +125,7 @@ internal sealed class LoadedModel : IDisposable
         }
 
         var model = chain.Model;
-        return new LoadedModel(manifest, () => new ChainEngine(ml, model), model as IDisposable, null, null);
+        return new LoadedModel(manifest, () => new ChainEngine(ml, model), model as IDisposable, null, int8OnCpu);
     }
 
     /// <summary>Takes an idle engine or creates one; the caller bounds how many are out at once.</summary>

@@ -34,6 +34,10 @@ public sealed record ManifestFineTuning(int Stages, int Epochs, int EpochsRun, i
 /// <param name="HeldOut">The held-out figures of the training run.</param>
 /// <param name="Alpha">What transparent pixels became when the model was trained; the Predictor decodes the same way.
 /// Null in models of format 1, which were all trained with <see cref="ImageDecoder.DefaultAlpha"/>.</param>
+/// <param name="Precision">The backbone's number format: "fp32", or "int8" for a backbone quantized by the Trainer
+/// (<c>--precision int8</c>). "fp32" in manifests written before int8 existed.</param>
+/// <param name="Calibration">For int8: how the activation ranges were calibrated, e.g. "percentile 99.999 on 260
+/// training images"; null for fp32.</param>
 public sealed record ModelManifest(
     int FormatVersion,
     string Tool,
@@ -45,8 +49,16 @@ public sealed record ModelManifest(
     string Head,
     float L2Regularization,
     ManifestMetrics HeldOut,
-    AlphaPolicy? Alpha = null)
+    AlphaPolicy? Alpha = null,
+    string Precision = ModelManifest.Fp32,
+    string? Calibration = null)
 {
+    /// <summary><see cref="Precision"/> of a float backbone.</summary>
+    public const string Fp32 = "fp32";
+
+    /// <summary><see cref="Precision"/> of an int8 backbone.</summary>
+    public const string Int8 = "int8";
+
     /// <summary>
     /// Set when the backbone graph inside holds fine-tuned weights (<c>--fine-tune</c>); null for the pretrained
     /// backbone. Readers need nothing else: the fine-tuned graph has the pretrained one's inputs and outputs.

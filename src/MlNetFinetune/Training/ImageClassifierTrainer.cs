@@ -2,6 +2,7 @@ using System.Diagnostics;
 using System.Globalization;
 using Microsoft.ML;
 using MlNetFinetune.Backbones;
+using MlNetFinetune.Backbones.Quantization;
 using MlNetFinetune.Data;
 using MlNetFinetune.Evaluation;
 using MlNetFinetune.Explanations;
@@ -45,7 +46,7 @@ public sealed class ImageClassifierTrainer(TrainingOptions options)
 
         var images = TrainingImages.Collect(options);
         log(images.Describe());
-        var backbone = ResolveBackbone(images.Data, log);
+        var backbone = ResolveBackbone(images, log);
         var workspace = options.Workspace ?? TrainingOptions.DefaultWorkspace;
         FineTuningReport? fineTuning = null;
         if (options.FineTune is not null)
@@ -130,7 +131,7 @@ public sealed class ImageClassifierTrainer(TrainingOptions options)
         log ??= _ => { };
         options.Validate();
         var images = TrainingImages.Collect(options);
-        var backbone = ResolveBackbone(images.Data, log);
+        var backbone = ResolveBackbone(images, log);
         var mine = images.All.Where(i => shard.Contains(images.RelativePath(i.Path))).ToList();
         log(string.Create(CultureInfo.InvariantCulture, $"Shard {shard}: {mine.Count} of {images.All.Count} images"));
         var ml = new MLContext(options.Seed);
@@ -177,7 +178,16 @@ public sealed class ImageClassifierTrainer(TrainingOptions options)
             $"Byte-identical images: {d.HeldOutInTraining} held-out image(s) also in training or validation ({heldOut}), {d.ValidationInTraining} validation image(s) also in training (left out of validation), {d.ConflictingLabels} content(s) under more than one label{example}");
     }
 
-    private IBackbone ResolveBackbone(ImageFolder data, Action<string> log)
+    /// <summary>The backbone of the options, quantized to int8 when asked, calibrated on the training images.</summary>
+    private IBackbone ResolveBackbone(TrainingImages images, Action<string> log)
+    {
+        var floatBackbone = ResolveFloatBackbone(images.Data, log);
+        return options.Precision == Precision.Int8
+            ? Int8Backbone.Calibrate(floatBackbone, images.Train, options.Quantization, options.Workspace ?? TrainingOptions.DefaultWorkspace, options.Featurization, log)
+            : floatBackbone;
+    }
+
+    private IBackbone ResolveFloatBackbone(ImageFolder data, Action<string> log)
     {
         if (!options.BuiltInBackbone)
         {

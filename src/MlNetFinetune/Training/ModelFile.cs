@@ -1,5 +1,6 @@
 using Microsoft.ML;
 using MlNetFinetune.Backbones;
+using MlNetFinetune.Backbones.Quantization;
 using MlNetFinetune.Evaluation;
 using MlNetFinetune.Images;
 using MlNetFinetune.Pipeline;
@@ -27,7 +28,9 @@ internal static class ModelFile
             head.Name,
             head.L2Regularization,
             new ManifestMetrics(report.MicroAccuracy, report.MacroAccuracy, report.LogLoss, report.Training.HeldOutImages),
-            alpha)
+            alpha,
+            backbone is Int8Backbone ? ModelManifest.Int8 : ModelManifest.Fp32,
+            (backbone as Int8Backbone)?.Calibration)
         {
             FineTuning = report.FineTuning is { } f
                 ? new ManifestFineTuning(f.Stages, f.Epochs, f.History.Count(h => h.Epoch > 0), f.BestEpoch, f.StopReason)

@@ -1,5 +1,6 @@
 using System.Globalization;
 using MlNetFinetune.Backbones;
+using MlNetFinetune.Backbones.Quantization;
 using MlNetFinetune.Pipeline;
 
 namespace MlNetFinetune.Training;
@@ -41,6 +42,16 @@ public sealed record TrainingOptions(
 
     /// <summary>The name of the built-in backbone on the command line.</summary>
     public const string BuiltInBackboneName = "resnet18";
+
+    /// <summary>
+    /// The backbone's number format. <see cref="Backbones.Precision.Int8"/> quantizes the built-in backbone with
+    /// activation ranges calibrated on <see cref="Quantization"/>'s sample of the training images; it runs on the CPU
+    /// only. Default <see cref="Backbones.Precision.Fp32"/> (the README gives the measurement behind the choice).
+    /// </summary>
+    public Precision Precision { get; init; } = Precision.Fp32;
+
+    /// <summary>How the backbone is calibrated and quantized when <see cref="Precision"/> is int8.</summary>
+    public QuantizationOptions Quantization { get; init; } = new();
 
     /// <summary>Also trains on the horizontally mirrored view of every training image (featurized once, cached).</summary>
     public bool MirroredViews { get; init; }
@@ -113,6 +124,26 @@ public sealed record TrainingOptions(
             new BackboneOptions(BackboneOptions.MaximumImageSize, features).ParseTaps();
         }
 
+        if (!Enum.IsDefined(Precision))
+        {
+            throw new UserInputException($"--precision {Precision}: use fp32 or int8");
+        }
+
+        if (Precision == Precision.Int8)
+        {
+            if (!BuiltInBackbone)
+            {
+                throw new UserInputException($"--precision int8: only the built-in {BuiltInBackboneName} backbone is quantized; use --precision fp32 with --backbone {Backbone}");
+            }
+
+            if (Featurization.GpuDevice is not null)
+            {
+                throw new UserInputException("--precision int8 runs on the CPU only (ONNX Runtime fuses the int8 graph into its CPU kernels); use --precision fp32 with --gpu");
+            }
+
+            Quantization.Validate();
+        }
+
         Head.Validate();
         Featurization.Validate();
         if (FineTune is not null)
@@ -120,6 +151,11 @@ public sealed record TrainingOptions(
             if (!BuiltInBackbone)
             {
                 throw new UserInputException($"--fine-tune: only the built-in {BuiltInBackboneName} backbone can be fine-tuned, not {Backbone}");
+            }
+
+            if (Precision != Precision.Fp32)
+            {
+                throw new UserInputException("--fine-tune: trains the fp32 backbone; it does not combine with --precision int8");
             }
 
             FineTune.Validate();
