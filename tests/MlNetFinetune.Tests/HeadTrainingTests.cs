@@ -12,17 +12,7 @@ public sealed class HeadTrainingTests(SampleModelFixture fixture)
     [Fact]
     public void EarlyStoppingKeepsTheBestEpochNotTheLast()
     {
-        var backbone = fixture.Result.Backbone;
-        using var store = FeatureStore.Open(new MLContext(), fixture.Workspace, backbone, new FeaturizationOptions());
-        var images = ImageFolder.Scan(TestData.SampleFolder).Images;
-        var features = store.Featurize(images).Images.ToDictionary(i => i.Image.Path, i => i.Features!);
-        List<FeatureRow> Rows(IEnumerable<ImageRecord> part) =>
-            [.. part.Select(i => new FeatureRow { Label = i.Label, Features = features[i.Path] })];
-        var byClass = images.GroupBy(i => i.Label).ToList();
-        var train = Rows(byClass.SelectMany(g => g.Take(4)));
-        var validation = Rows(byClass.SelectMany(g => g.Skip(10).Take(10)));
-        var ml = new MLContext(3);
-        var labelToKey = ImageClassificationChain.LabelToKey(ml).Fit(FeatureRow.ToDataView(ml, train, backbone.FeatureSize));
+        var (backbone, ml, train, validation, labelToKey) = FourTrainingAndTenValidationImagesPerClass();
         var trainView = labelToKey.Transform(FeatureRow.ToDataView(ml, train, backbone.FeatureSize));
         var validationView = labelToKey.Transform(FeatureRow.ToDataView(ml, validation, backbone.FeatureSize));
 
@@ -41,17 +31,7 @@ public sealed class HeadTrainingTests(SampleModelFixture fixture)
     public void ValidationRowsTheCallerBringsAreNeverTrainedOn()
     {
         // Given 4 training and 10 validation images per class, and a fixed L2 strength
-        var backbone = fixture.Result.Backbone;
-        using var store = FeatureStore.Open(new MLContext(), fixture.Workspace, backbone, new FeaturizationOptions());
-        var images = ImageFolder.Scan(TestData.SampleFolder).Images;
-        var features = store.Featurize(images).Images.ToDictionary(i => i.Image.Path, i => i.Features!);
-        List<FeatureRow> Rows(IEnumerable<ImageRecord> part) =>
-            [.. part.Select(i => new FeatureRow { Label = i.Label, Features = features[i.Path] })];
-        var byClass = images.GroupBy(i => i.Label).ToList();
-        var train = Rows(byClass.SelectMany(g => g.Take(4)));
-        var validation = Rows(byClass.SelectMany(g => g.Skip(10).Take(10)));
-        var ml = new MLContext(3);
-        var labelToKey = ImageClassificationChain.LabelToKey(ml).Fit(FeatureRow.ToDataView(ml, train, backbone.FeatureSize));
+        var (backbone, ml, train, validation, labelToKey) = FourTrainingAndTenValidationImagesPerClass();
         var validationView = labelToKey.Transform(FeatureRow.ToDataView(ml, validation, backbone.FeatureSize));
         var options = new HeadOptions(L2Regularization: 10, MaximumIterations: 60, EpochIterations: 5);
         float[][] Scores(ITransformer head) => [.. ml.Data.CreateEnumerable<ScoreRow>(head.Transform(validationView), reuseRowObject: false).Select(r => r.Score)];
@@ -125,5 +105,22 @@ public sealed class HeadTrainingTests(SampleModelFixture fixture)
     public sealed class ScoreRow
     {
         public float[] Score { get; set; } = [];
+    }
+
+    /// <summary>The sample's cached features: 4 training and 10 validation images per class, and the label-to-key map.</summary>
+    private (IBackbone Backbone, MLContext Ml, List<FeatureRow> Train, List<FeatureRow> Validation, ITransformer LabelToKey) FourTrainingAndTenValidationImagesPerClass()
+    {
+        var backbone = fixture.Result.Backbone;
+        using var store = FeatureStore.Open(new MLContext(), fixture.Workspace, backbone, new FeaturizationOptions());
+        var images = ImageFolder.Scan(TestData.SampleFolder).Images;
+        var features = store.Featurize(images).Images.ToDictionary(i => i.Image.Path, i => i.Features!);
+        List<FeatureRow> Rows(IEnumerable<ImageRecord> part) =>
+            [.. part.Select(i => new FeatureRow { Label = i.Label, Features = features[i.Path] })];
+        var byClass = images.GroupBy(i => i.Label).ToList();
+        var train = Rows(byClass.SelectMany(g => g.Take(4)));
+        var validation = Rows(byClass.SelectMany(g => g.Skip(10).Take(10)));
+        var ml = new MLContext(3);
+        var labelToKey = ImageClassificationChain.LabelToKey(ml).Fit(FeatureRow.ToDataView(ml, train, backbone.FeatureSize));
+        return (backbone, ml, train, validation, labelToKey);
     }
 }

@@ -113,14 +113,7 @@ internal static class ReportPlots
     public static string MetricBars(IReadOnlyList<ClassMetrics> classes)
     {
         var model = NewModel();
-        model.Legends.Add(new Legend
-        {
-            LegendPlacement = LegendPlacement.Outside,
-            LegendPosition = LegendPosition.TopLeft,
-            LegendOrientation = LegendOrientation.Horizontal,
-            LegendFont = Font,
-            LegendFontSize = FontSize,
-        });
+        AddLegendAbove(model);
         model.Axes.Add(new CategoryAxis
         {
             Position = AxisPosition.Left,
@@ -176,14 +169,7 @@ internal static class ReportPlots
         Func<FineTuneEpoch, double> train, Func<FineTuneEpoch, double> validation)
     {
         var model = NewModel();
-        model.Legends.Add(new Legend
-        {
-            LegendPlacement = LegendPlacement.Outside,
-            LegendPosition = LegendPosition.TopLeft,
-            LegendOrientation = LegendOrientation.Horizontal,
-            LegendFont = Font,
-            LegendFontSize = FontSize,
-        });
+        AddLegendAbove(model);
         var first = history.Count > 0 ? history.Min(h => h.Epoch) : 0;
         var last = history.Count > 0 ? history.Max(h => h.Epoch) : 1;
         model.Axes.Add(new LinearAxis
@@ -245,6 +231,16 @@ internal static class ReportPlots
         var cssClass = "curve-" + new string([.. measure.Where(char.IsAsciiLetter)]);
         return Export(model, cssClass, $"{measure} per epoch, training and validation", 420, 240);
     }
+
+    /// <summary>One horizontal legend above the plot, out of the data's way.</summary>
+    private static void AddLegendAbove(PlotModel model) => model.Legends.Add(new Legend
+    {
+        LegendPlacement = LegendPlacement.Outside,
+        LegendPosition = LegendPosition.TopLeft,
+        LegendOrientation = LegendOrientation.Horizontal,
+        LegendFont = Font,
+        LegendFontSize = FontSize,
+    });
 
     private static PlotModel NewModel() => new()
     {
