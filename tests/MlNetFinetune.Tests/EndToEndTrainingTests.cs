@@ -69,17 +69,7 @@ public sealed class EndToEndTrainingTests(SampleModelFixture fixture)
         using var classifier = ImageClassifier.Load(fixture.Result.ModelPath);
 
         Assert.Equal(fixture.Result.Report.ClassNames, classifier.Classes);
-        foreach (var expected in fixture.Result.HeldOutPredictions)
-        {
-            var actual = classifier.Predict(expected.Path, top: 10);
-            Assert.Equal(expected.PredictedLabel, actual.Label);
-            foreach (var score in actual.Top)
-            {
-                var index = classifier.Classes.ToList().IndexOf(score.Label);
-                Assert.True(Math.Abs(expected.Scores[index] - score.Score) <= 1e-5,
-                    $"{expected.Path}: score of {score.Label} {score.Score} vs trainer {expected.Scores[index]}");
-            }
-        }
+        HeldOutScores.AssertReproduced(classifier, fixture.Result.HeldOutPredictions);
     }
 
     [Fact]

@@ -118,17 +118,7 @@ public sealed class Int8TrainingTests(Int8ModelFixture fixture)
         // When it classifies every held-out image from its file
         // Then it computes the scores the Trainer computed from the cached int8 features
         Assert.True(classifier.RunsBackboneDirectly);
-        foreach (var expected in fixture.Result.HeldOutPredictions)
-        {
-            var actual = classifier.Predict(expected.Path, top: 10);
-            Assert.Equal(expected.PredictedLabel, actual.Label);
-            foreach (var score in actual.Top)
-            {
-                var index = classifier.Classes.ToList().IndexOf(score.Label);
-                Assert.True(Math.Abs(expected.Scores[index] - score.Score) <= 1e-5f,
-                    $"{expected.Path}: score of {score.Label} {score.Score} vs trainer {expected.Scores[index]}");
-            }
-        }
+        HeldOutScores.AssertReproduced(classifier, fixture.Result.HeldOutPredictions);
     }
 
     [Fact]
